@@ -1,0 +1,60 @@
+package grpcapi
+
+import (
+	"context"
+	"encoding/json"
+
+	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/mecha-dev/mecha/internal/apierr"
+)
+
+// ResourceErrorsKey is the extended-metadata key under which gRPC clients
+// find resources that failed to load (JSON array), since the proto has no
+// field for them.
+const ResourceErrorsKey = "mecha.resourceErrors"
+
+// GetMetadata reports the sidecar's metadata.
+func (s *Server) GetMetadata(ctx context.Context, _ *runtimev1.GetMetadataRequest) (*runtimev1.GetMetadataResponse, error) {
+	m := s.Metadata.Snapshot()
+	out := &runtimev1.GetMetadataResponse{
+		Id:               m.AppID,
+		RuntimeVersion:   m.RuntimeVersion,
+		EnabledFeatures:  m.EnabledFeatures,
+		ExtendedMetadata: m.Extended,
+		ActorRuntime:     &runtimev1.ActorRuntime{RuntimeStatus: runtimev1.ActorRuntime_DISABLED},
+	}
+	for _, c := range m.Components {
+		out.RegisteredComponents = append(out.RegisteredComponents, &runtimev1.RegisteredComponents{Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities})
+	}
+	if app := m.App; app.Port != 0 || app.Protocol != "" {
+		out.AppConnectionProperties = &runtimev1.AppConnectionProperties{Port: int32(app.Port), Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: int32(app.MaxConcurrency)}
+		if app.HealthCheckPath != "" {
+			out.AppConnectionProperties.Health = &runtimev1.AppConnectionHealthProperties{HealthCheckPath: app.HealthCheckPath, HealthProbeInterval: app.HealthProbeInterval, HealthProbeTimeout: app.HealthProbeTimeout, HealthThreshold: int32(app.HealthThreshold)}
+		}
+	}
+	if len(m.ResourceErrors) > 0 {
+		b, err := json.Marshal(m.ResourceErrors)
+		if err == nil {
+			out.ExtendedMetadata[ResourceErrorsKey] = string(b)
+		}
+	}
+	return out, nil
+}
+
+// SetMetadata sets an extended metadata attribute.
+func (s *Server) SetMetadata(ctx context.Context, in *runtimev1.SetMetadataRequest) (*emptypb.Empty, error) {
+	if err := s.Metadata.SetExtended(in.GetKey(), in.GetValue()); err != nil {
+		return nil, apierr.GRPC(err)
+	}
+	return empty, nil
+}
+
+// Shutdown asks the sidecar to shut down gracefully.
+func (s *Server) Shutdown(ctx context.Context, _ *runtimev1.ShutdownRequest) (*emptypb.Empty, error) {
+	if s.Deps.Shutdown != nil {
+		s.Deps.Shutdown()
+	}
+	return empty, nil
+}

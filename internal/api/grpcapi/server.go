@@ -1,0 +1,80 @@
+// Package grpcapi serves the dapr.proto.runtime.v1.Dapr gRPC service with
+// Dapr's published generated types. Like httpapi it only translates: the
+// semantics live in the building blocks, and errors are mapped by apierr.
+//
+// Methods not built yet fall through to the embedded
+// UnimplementedDaprServer, which answers codes.Unimplemented naming the
+// method.
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/state"
+)
+
+// Deps are the blocks the gRPC API serves.
+type Deps struct {
+	AppID    string
+	State    *state.Block
+	Metadata *metadata.Block
+	// Shutdown asks the runtime to shut down gracefully; it must not block.
+	Shutdown func()
+	Logger   *slog.Logger
+}
+
+// Server implements runtimev1.DaprServer.
+type Server struct {
+	runtimev1.UnimplementedDaprServer
+	Deps
+}
+
+// New returns the API server.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{Deps: d}
+}
+
+// Register adds the Dapr service to gs.
+func (s *Server) Register(gs *grpc.Server) {
+	runtimev1.RegisterDaprServer(gs, s)
+}
+
+// RecoverUnary turns a handler panic into an Internal error, logged with its
+// stack, instead of a crashed sidecar.
+func RecoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("panic in gRPC handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = apierr.GRPC(apierr.Internal.New("internal error"))
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// RecoverStream is RecoverUnary for streams.
+func RecoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("panic in gRPC stream handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = apierr.GRPC(apierr.Internal.New("internal error"))
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+var empty = &emptypb.Empty{}

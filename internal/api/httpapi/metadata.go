@@ -1,0 +1,90 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+)
+
+// The JSON shape of GET /v1.0/metadata, field for field as daprd writes it,
+// plus resourceErrors (Mecha's addition: resources that failed to load).
+type metadataResponse struct {
+	ID                      string                   `json:"id,omitempty"`
+	RuntimeVersion          string                   `json:"runtimeVersion,omitempty"`
+	EnabledFeatures         []string                 `json:"enabledFeatures,omitempty"`
+	Components              []componentJSON          `json:"components,omitempty"`
+	Extended                map[string]string        `json:"extended,omitempty"`
+	AppConnectionProperties *appConnectionJSON       `json:"appConnectionProperties,omitempty"`
+	ActorRuntime            actorRuntimeJSON         `json:"actorRuntime"`
+	ResourceErrors          []metadata.ResourceError `json:"resourceErrors,omitempty"`
+}
+
+type componentJSON struct {
+	Name         string   `json:"name"`
+	Type         string   `json:"type"`
+	Version      string   `json:"version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+type appConnectionJSON struct {
+	Port           int         `json:"port,omitempty"`
+	Protocol       string      `json:"protocol,omitempty"`
+	ChannelAddress string      `json:"channelAddress,omitempty"`
+	MaxConcurrency int         `json:"maxConcurrency,omitempty"`
+	Health         *healthJSON `json:"health,omitempty"`
+}
+
+type healthJSON struct {
+	HealthCheckPath     string `json:"healthCheckPath,omitempty"`
+	HealthProbeInterval string `json:"healthProbeInterval,omitempty"`
+	HealthProbeTimeout  string `json:"healthProbeTimeout,omitempty"`
+	HealthThreshold     int    `json:"healthThreshold,omitempty"`
+}
+
+type actorRuntimeJSON struct {
+	Status    string `json:"runtimeStatus"`
+	HostReady bool   `json:"hostReady"`
+	Placement string `json:"placement,omitempty"`
+}
+
+func (a *api) getMetadata(w http.ResponseWriter, r *http.Request) {
+	s := a.Metadata.Snapshot()
+	resp := metadataResponse{
+		ID:              s.AppID,
+		RuntimeVersion:  s.RuntimeVersion,
+		EnabledFeatures: s.EnabledFeatures,
+		Extended:        s.Extended,
+		ActorRuntime:    actorRuntimeJSON{Status: s.ActorStatus},
+		ResourceErrors:  s.ResourceErrors,
+	}
+	for _, c := range s.Components {
+		resp.Components = append(resp.Components, componentJSON(c))
+	}
+	if app := s.App; app.Port != 0 || app.Protocol != "" {
+		resp.AppConnectionProperties = &appConnectionJSON{Port: app.Port, Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: app.MaxConcurrency}
+		if app.HealthCheckPath != "" {
+			resp.AppConnectionProperties.Health = &healthJSON{app.HealthCheckPath, app.HealthProbeInterval, app.HealthProbeTimeout, app.HealthThreshold}
+		}
+	}
+	body, err := json.Marshal(resp)
+	if err != nil {
+		apierr.WriteHTTP(w, apierr.Internal.Wrap(err, "encoding metadata"))
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (a *api) putMetadata(w http.ResponseWriter, r *http.Request) {
+	body, err := a.readBody(r)
+	if err != nil {
+		apierr.WriteHTTP(w, err)
+		return
+	}
+	if err := a.Metadata.SetExtended(r.PathValue("key"), string(body)); err != nil {
+		apierr.WriteHTTP(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,44 @@
+// Package initcmd is `mecha init`: it creates ~/.mecha with the default
+// resources explicitly (mecha run also does it on first use). Nothing is
+// downloaded and no container is started.
+package initcmd
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mecha-dev/mecha/internal/selfhosted"
+)
+
+// Command returns `mecha init`.
+func Command() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create ~/.mecha with the default, zero-infrastructure resources",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := selfhosted.Home()
+			if err != nil {
+				return err
+			}
+			l := selfhosted.LayoutAt(home)
+			files, err := selfhosted.EnsureDefaults(l)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Mecha home: %s\n", l.Home)
+			fmt.Fprintf(out, "  data:       %s\n", l.Data)
+			for _, f := range files {
+				state := "kept (already present)"
+				if f.Created {
+					state = "created"
+				}
+				fmt.Fprintf(out, "  %-11s %s: %s\n", state+":", f.Path, f.What)
+			}
+			fmt.Fprintln(out, "Ready: `mecha run --app-id myapp -- <your command>` uses these defaults.")
+			return nil
+		},
+	}
+}

@@ -1,0 +1,200 @@
+// Package sidecar is the `mecha sidecar` command: the runtime alone, the
+// drop-in equivalent of daprd, accepting daprd's flag names.
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/internal/logging"
+	"github.com/mecha-dev/mecha/internal/runtime"
+)
+
+// Flags are the daprd-compatible sidecar flags.
+type Flags struct {
+	AppID             string
+	AppPort           int
+	AppProtocol       string
+	AppChannelAddress string
+	AppMaxConcurrency int
+	HTTPPort          int
+	GRPCPort          int
+	InternalGRPCPort  int
+	ListenAddresses   string
+	ResourcesPaths    []string
+	ComponentsPaths   []string
+	Config            []string
+	LogLevel          string
+	LogAsJSON         bool
+	EnableAPILogging  bool
+	MaxRequestSizeMB  int
+	MaxBodySize       string
+	GracefulSeconds   int
+	DataDir           string
+
+	// Accepted for daprd compatibility; used by later building blocks.
+	compat map[string]*string
+}
+
+// compatFlags are daprd flags Mecha accepts but does not act on yet; setting
+// one logs a warning instead of failing, so daprd command lines keep working.
+var compatFlags = []string{
+	"mode", "placement-host-address", "scheduler-host-address", "metrics-port", "enable-metrics",
+	"metrics-listen-address", "dapr-public-port", "dapr-public-listen-address", "dapr-internal-grpc-listen-address",
+	"sentry-address", "enable-mtls", "control-plane-address", "control-plane-trust-domain", "control-plane-namespace",
+	"enable-app-health-check", "app-health-check-path", "app-health-probe-interval", "app-health-probe-timeout",
+	"app-health-threshold", "enable-profiling", "profile-port", "unix-domain-socket", "dapr-http-read-buffer-size",
+	"read-buffer-size", "dapr-block-shutdown-duration", "allowed-origins", "app-ssl", "disable-builtin-k8s-secret-store",
+}
+
+// AddFlags registers the sidecar flags on fs.
+func (f *Flags) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&f.AppID, "app-id", "", "the app's id (required): identity for state key prefixes, discovery and scopes")
+	fs.IntVar(&f.AppPort, "app-port", 0, "the port the app listens on (0: no app channel)")
+	fs.StringVar(&f.AppProtocol, "app-protocol", "http", "protocol to talk to the app: http, https, grpc, grpcs, h2c")
+	fs.StringVar(&f.AppChannelAddress, "app-channel-address", "127.0.0.1", "the app's host")
+	fs.IntVar(&f.AppMaxConcurrency, "app-max-concurrency", -1, "in-flight request limit towards the app (-1: unlimited)")
+	fs.IntVar(&f.HTTPPort, "dapr-http-port", 3500, "HTTP API port")
+	fs.IntVar(&f.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port")
+	fs.IntVar(&f.InternalGRPCPort, "dapr-internal-grpc-port", 0, "sidecar-to-sidecar gRPC port")
+	fs.StringVar(&f.ListenAddresses, "dapr-listen-addresses", "127.0.0.1", "comma-separated addresses the APIs listen on (0.0.0.0 for all)")
+	fs.StringArrayVar(&f.ResourcesPaths, "resources-path", nil, "folder with Component YAML (repeatable)")
+	fs.StringArrayVar(&f.ComponentsPaths, "components-path", nil, "deprecated alias of --resources-path")
+	fs.StringArrayVar(&f.Config, "config", nil, "Configuration resource file")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.LogAsJSON, "log-as-json", false, "write logs as JSON")
+	fs.BoolVar(&f.EnableAPILogging, "enable-api-logging", false, "log every API call")
+	fs.IntVar(&f.MaxRequestSizeMB, "dapr-http-max-request-size", 4, "request body limit in MB, for HTTP bodies and gRPC messages")
+	fs.StringVar(&f.MaxBodySize, "max-body-size", "", "request body limit as a quantity (e.g. 16Mi); overrides --dapr-http-max-request-size")
+	fs.IntVar(&f.GracefulSeconds, "dapr-graceful-shutdown-seconds", 5, "how long to drain in-flight requests on shutdown")
+	fs.StringVar(&f.DataDir, "data-dir", "", "directory for embedded component data")
+	f.compat = map[string]*string{}
+	for _, name := range compatFlags {
+		f.compat[name] = fs.String(name, "", "accepted for daprd compatibility; no effect yet")
+		fs.Lookup(name).Hidden = true
+	}
+}
+
+// ParseQuantity reads "4Mi", "16MB", "1Gi", "512Ki" or a plain byte count.
+func ParseQuantity(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"G", 1e9}, {"M", 1e6}, {"K", 1e3}, {"k", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+			if err != nil || v <= 0 {
+				return 0, fmt.Errorf("%q is not a positive size", s)
+			}
+			return int64(v * float64(u.mult)), nil
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size (use e.g. 4Mi)", s)
+	}
+	return v, nil
+}
+
+// Options turns flags into runtime options.
+func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Options, error) {
+	limit := int64(f.MaxRequestSizeMB) << 20
+	if f.MaxRequestSizeMB <= 0 {
+		return runtime.Options{}, fmt.Errorf("--dapr-http-max-request-size %d must be positive", f.MaxRequestSizeMB)
+	}
+	if f.MaxBodySize != "" {
+		n, err := ParseQuantity(f.MaxBodySize)
+		if err != nil {
+			return runtime.Options{}, fmt.Errorf("--max-body-size: %w", err)
+		}
+		limit = n
+	}
+	for name, v := range f.compat {
+		if *v != "" {
+			logger.Warn("flag accepted for daprd compatibility but has no effect yet", "flag", "--"+name, "value", *v)
+		}
+	}
+	if len(f.Config) > 0 {
+		logger.Warn("--config is accepted but Configuration resources are not applied yet", "config", f.Config)
+	}
+	var addrs []string
+	for _, a := range strings.Split(f.ListenAddresses, ",") {
+		if a = strings.Trim(strings.TrimSpace(a), "[]"); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return runtime.Options{
+		AppID:             f.AppID,
+		AppPort:           f.AppPort,
+		AppProtocol:       f.AppProtocol,
+		AppChannelAddress: f.AppChannelAddress,
+		AppMaxConcurrency: f.AppMaxConcurrency,
+		HTTPPort:          f.HTTPPort,
+		GRPCPort:          f.GRPCPort,
+		ListenAddresses:   addrs,
+		ResourcesPaths:    append(append([]string(nil), f.ResourcesPaths...), f.ComponentsPaths...),
+		Namespace:         os.Getenv("NAMESPACE"),
+		DataDir:           f.DataDir,
+		MaxBodySize:       limit,
+		GracefulShutdown:  time.Duration(f.GracefulSeconds) * time.Second,
+		EnableAPILogging:  f.EnableAPILogging,
+		Logger:            logger,
+		Registries:        regs,
+	}, nil
+}
+
+// Command returns `mecha sidecar`.
+func Command(regs func() *kinds.Registries) *cobra.Command {
+	f := &Flags{}
+	cmd := &cobra.Command{
+		Use:   "sidecar --app-id ID [flags]",
+		Short: "Run the Mecha runtime alone (a drop-in for daprd)",
+		Long: `Run the Mecha runtime beside an app that is started separately.
+It serves the Dapr v1 HTTP API (default port 3500) and gRPC API (50001), loads
+Component YAML from every --resources-path, and accepts daprd's flag names.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := logging.New(logging.Options{Level: f.LogLevel, JSON: f.LogAsJSON, Scope: "mecha.runtime", Output: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			opts, err := f.Options(logger, regs())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Run(ctx, opts)
+		},
+	}
+	f.AddFlags(cmd.Flags())
+	cmd.Flags().SortFlags = false
+	return cmd
+}
+
+// Run starts a sidecar and blocks until ctx ends or shutdown is requested
+// through the API, then drains and stops it.
+func Run(ctx context.Context, opts runtime.Options) error {
+	rt, err := runtime.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-rt.ShutdownRequested():
+	}
+	return rt.Close(context.Background())
+}

@@ -1,0 +1,102 @@
+// Package runtime wires a sidecar together: options → resources → component
+// registries → initialised components → building blocks → API servers. It is
+// the only package that sees all of them; it holds no API or block logic.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mecha-dev/mecha/components/kinds"
+)
+
+// Options configure one sidecar. The zero value of a port means "any free
+// port" (tests); the CLI passes Dapr's defaults.
+type Options struct {
+	AppID             string
+	AppPort           int
+	AppProtocol       string // http (default), https, grpc, grpcs, h2c
+	AppChannelAddress string // default 127.0.0.1
+	AppMaxConcurrency int
+
+	HTTPPort        int
+	GRPCPort        int
+	ListenAddresses []string // default 127.0.0.1
+
+	ResourcesPaths []string
+	Namespace      string // default "default"
+	// DataDir is handed to components that keep files.
+	DataDir string
+
+	// MaxBodySize limits HTTP request bodies and gRPC messages, in bytes.
+	MaxBodySize int64
+	// GracefulShutdown bounds the drain on shutdown.
+	GracefulShutdown time.Duration
+	// ComponentInitTimeout is the default spec.initTimeout.
+	ComponentInitTimeout time.Duration
+	EnableAPILogging     bool
+
+	Logger     *slog.Logger
+	Registries *kinds.Registries
+}
+
+// Defaults used when an option is left empty.
+const (
+	DefaultMaxBodySize          = 4 << 20
+	DefaultGracefulShutdown     = 5 * time.Second
+	DefaultComponentInitTimeout = 5 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.AppProtocol == "" {
+		o.AppProtocol = "http"
+	}
+	if o.AppChannelAddress == "" {
+		o.AppChannelAddress = "127.0.0.1"
+	}
+	if len(o.ListenAddresses) == 0 {
+		o.ListenAddresses = []string{"127.0.0.1"}
+	}
+	if o.Namespace == "" {
+		o.Namespace = "default"
+	}
+	if o.MaxBodySize <= 0 {
+		o.MaxBodySize = DefaultMaxBodySize
+	}
+	if o.GracefulShutdown <= 0 {
+		o.GracefulShutdown = DefaultGracefulShutdown
+	}
+	if o.ComponentInitTimeout <= 0 {
+		o.ComponentInitTimeout = DefaultComponentInitTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registries == nil {
+		o.Registries = kinds.New()
+	}
+}
+
+// Validate reports option errors a user can fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.AppID == "" {
+		errs = append(errs, errors.New("--app-id is required"))
+	} else if strings.ContainsAny(o.AppID, "| \t\n/") {
+		errs = append(errs, fmt.Errorf("--app-id %q must not contain spaces, '/' or '|'", o.AppID))
+	}
+	for name, p := range map[string]int{"--app-port": o.AppPort, "--dapr-http-port": o.HTTPPort, "--dapr-grpc-port": o.GRPCPort} {
+		if p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d is not a valid port", name, p))
+		}
+	}
+	switch o.AppProtocol {
+	case "", "http", "https", "grpc", "grpcs", "h2c":
+	default:
+		errs = append(errs, fmt.Errorf("--app-protocol %q is not one of http, https, grpc, grpcs, h2c", o.AppProtocol))
+	}
+	return errors.Join(errs...)
+}

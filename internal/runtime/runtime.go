@@ -1,0 +1,223 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/mecha-dev/mecha/internal/api/grpcapi"
+	"github.com/mecha-dev/mecha/internal/api/httpapi"
+	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/state"
+	"github.com/mecha-dev/mecha/internal/config"
+	"github.com/mecha-dev/mecha/internal/version"
+)
+
+// Runtime is a running sidecar.
+type Runtime struct {
+	opts   Options
+	log    *slog.Logger
+	health *health
+	state  *state.Block
+	meta   *metadata.Block
+
+	httpSrv   *http.Server
+	grpcSrv   *grpc.Server
+	httpAddrs []net.Addr
+	grpcAddrs []net.Addr
+
+	// bg owns the serving and app-waiting goroutines.
+	bg       sync.WaitGroup
+	bgCancel context.CancelFunc
+
+	shutdownOnce sync.Once
+	shutdownReq  chan struct{}
+	closeOnce    sync.Once
+	closeErr     error
+}
+
+// Start validates opts, binds the API ports, loads and initialises the
+// components and returns once the APIs serve (outbound-ready). Waiting for
+// the app continues in the background; Ready reports it. Call Close to stop.
+func Start(ctx context.Context, opts Options) (*Runtime, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	r := &Runtime{
+		opts:        opts,
+		log:         opts.Logger.With(slog.String("app_id", opts.AppID)),
+		health:      newHealth(),
+		state:       state.New(opts.AppID, opts.Namespace),
+		shutdownReq: make(chan struct{}),
+	}
+	app := metadata.AppConnection{Port: opts.AppPort, ChannelAddress: opts.AppChannelAddress, MaxConcurrency: max(opts.AppMaxConcurrency, 0)}
+	if opts.AppPort != 0 {
+		app.Protocol = opts.AppProtocol
+	}
+	r.meta = metadata.New(opts.AppID, version.Version, app)
+	r.meta.SetExtended("daprRuntimeVersion", version.Version)
+
+	if err := r.listen(); err != nil {
+		return nil, err
+	}
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.bgCancel = cancel
+
+	res := config.Load(opts.ResourcesPaths, config.LoadOptions{AppID: opts.AppID, Namespace: opts.Namespace})
+	for _, e := range res.Errors {
+		r.log.Error("resource skipped", "file", e.File, "kind", e.Kind, "name", e.Name, "error", e.Err)
+		r.meta.AddResourceError(metadata.ResourceError{File: e.File, Kind: e.Kind, Name: e.Name, Message: e.Err})
+	}
+	for _, s := range res.Skipped {
+		r.log.Info("resource not for this app", "resource", s)
+	}
+	r.initComponents(ctx, res.Components)
+	if err := ctx.Err(); err != nil {
+		cancel()
+		r.closeServers(context.Background())
+		return nil, err
+	}
+	r.health.set(func(h *health) { h.outbound = true })
+	r.log.Info("Mecha sidecar APIs ready", "http", addrList(r.httpAddrs), "grpc", addrList(r.grpcAddrs), "version", version.Version)
+
+	if opts.AppPort == 0 {
+		r.health.set(func(h *health) { h.appReady = true })
+	} else {
+		r.bg.Go(func() {
+			r.log.Info("waiting for the app to listen", "port", opts.AppPort)
+			if err := waitForApp(bgCtx, opts.AppChannelAddress, opts.AppPort, r.health.nudge); err != nil {
+				return
+			}
+			r.health.set(func(h *health) { h.appReady = true })
+			r.log.Info("app is listening; sidecar ready", "port", opts.AppPort)
+		})
+	}
+	return r, nil
+}
+
+func (r *Runtime) listen() error {
+	o := r.opts
+	r.httpSrv = &http.Server{
+		Handler: httpapi.Handler(httpapi.Deps{
+			AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
+			Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
+			Logger: r.log, APILogging: o.EnableAPILogging,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	r.grpcSrv = grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(o.MaxBodySize)),
+		grpc.MaxSendMsgSize(int(o.MaxBodySize)),
+		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),
+		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
+	)
+	grpcapi.New(grpcapi.Deps{AppID: o.AppID, State: r.state, Metadata: r.meta, Shutdown: r.RequestShutdown, Logger: r.log}).Register(r.grpcSrv)
+
+	var lns []net.Listener
+	fail := func(err error) error {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
+	}
+	for _, host := range o.ListenAddresses {
+		hl, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(o.HTTPPort)))
+		if err != nil {
+			return fail(fmt.Errorf("HTTP API: %w", err))
+		}
+		lns = append(lns, hl)
+		gl, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(o.GRPCPort)))
+		if err != nil {
+			return fail(fmt.Errorf("gRPC API: %w", err))
+		}
+		lns = append(lns, gl)
+		r.httpAddrs = append(r.httpAddrs, hl.Addr())
+		r.grpcAddrs = append(r.grpcAddrs, gl.Addr())
+		r.bg.Go(func() {
+			if err := r.httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.log.Error("HTTP API server stopped", "error", err)
+			}
+		})
+		r.bg.Go(func() {
+			if err := r.grpcSrv.Serve(gl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				r.log.Error("gRPC API server stopped", "error", err)
+			}
+		})
+	}
+	return nil
+}
+
+func addrList(as []net.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// HTTPAddr is the first HTTP API address, e.g. "127.0.0.1:3500".
+func (r *Runtime) HTTPAddr() string { return r.httpAddrs[0].String() }
+
+// GRPCAddr is the first gRPC API address.
+func (r *Runtime) GRPCAddr() string { return r.grpcAddrs[0].String() }
+
+// Ready reports whether the sidecar is fully ready (nil) or why not.
+func (r *Runtime) Ready() error { return r.health.Ready() }
+
+// RequestShutdown asks the owner of the runtime to shut it down (the
+// /v1.0/shutdown API); it returns at once.
+func (r *Runtime) RequestShutdown() {
+	r.shutdownOnce.Do(func() {
+		r.log.Info("shutdown requested through the API")
+		close(r.shutdownReq)
+	})
+}
+
+// ShutdownRequested is closed when RequestShutdown was called.
+func (r *Runtime) ShutdownRequested() <-chan struct{} { return r.shutdownReq }
+
+// Close drains in-flight requests (bounded by Options.GracefulShutdown and
+// ctx), stops the servers and closes every component. It is safe to call
+// more than once.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		r.log.Info("sidecar shutting down", "grace", r.opts.GracefulShutdown)
+		r.health.set(func(h *health) { h.closing = true })
+		ctx, cancel := context.WithTimeout(ctx, r.opts.GracefulShutdown)
+		defer cancel()
+		r.closeServers(ctx)
+		r.bgCancel()
+		r.bg.Wait()
+		r.closeErr = r.state.Close()
+		r.log.Info("sidecar stopped")
+	})
+	return r.closeErr
+}
+
+func (r *Runtime) closeServers(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		r.grpcSrv.GracefulStop()
+		close(done)
+	}()
+	if err := r.httpSrv.Shutdown(ctx); err != nil {
+		r.httpSrv.Close()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		r.grpcSrv.Stop()
+		<-done
+	}
+}

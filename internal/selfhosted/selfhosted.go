@@ -1,0 +1,91 @@
+// Package selfhosted owns Mecha's per-user home (~/.mecha, or $MECHA_HOME):
+// the default resources that make `mecha run` work with zero infrastructure,
+// and the data directory of embedded components.
+package selfhosted
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Home returns Mecha's home directory: $MECHA_HOME, else ~/.mecha.
+func Home() (string, error) {
+	if h := os.Getenv("MECHA_HOME"); h != "" {
+		return h, nil
+	}
+	u, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the home directory (set MECHA_HOME): %w", err)
+	}
+	return filepath.Join(u, ".mecha"), nil
+}
+
+// Layout is where the defaults live under a home directory.
+type Layout struct {
+	Home       string
+	Components string
+	Data       string
+}
+
+// LayoutAt returns the layout under home.
+func LayoutAt(home string) Layout {
+	return Layout{Home: home, Components: filepath.Join(home, "components"), Data: filepath.Join(home, "data")}
+}
+
+// File is one default file and whether EnsureDefaults created it.
+type File struct {
+	Path    string
+	Created bool
+	What    string
+}
+
+// EnsureDefaults creates the home layout and the default component files
+// that are missing; existing files are never overwritten.
+func EnsureDefaults(l Layout) ([]File, error) {
+	for _, d := range []string{l.Home, l.Components, l.Data} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defaults := []struct {
+		name, what, body string
+	}{{
+		name: "statestore.yaml",
+		what: "state store \"statestore\" (state.sqlite, embedded, actor state store)",
+		body: fmt.Sprintf(`# Created by mecha: the default state store, an embedded SQLite file.
+# Point the same name at state.redis or state.postgresql to use a server.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: %q
+  - name: actorStateStore
+    value: "true"
+`, filepath.Join(l.Data, "state.db")),
+	}}
+	var out []File
+	for _, d := range defaults {
+		p := filepath.Join(l.Components, d.name)
+		f := File{Path: p, What: d.what}
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, f)
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return out, err
+		}
+		if err := os.WriteFile(p, []byte(d.body), 0o644); err != nil {
+			return out, err
+		}
+		f.Created = true
+		out = append(out, f)
+	}
+	return out, nil
+}
