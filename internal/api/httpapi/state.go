@@ -228,4 +228,3 @@ func (a *api) transaction(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
-
