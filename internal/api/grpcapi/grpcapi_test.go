@@ -28,7 +28,9 @@ func wantCode(t *testing.T, err error, want codes.Code) *status.Status {
 func TestStateOverGRPC(t *testing.T) {
 	for _, sc := range mechatest.StateStores() {
 		t.Run(sc.Name, func(t *testing.T) {
-			s := mechatest.Start(t, func(o *runtime.Options) { o.AppID = "g" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "") }, sc.YAML(t, "statestore", "actorStateStore", "true"))
+			s := mechatest.Start(t, func(o *runtime.Options) {
+				o.AppID = "g" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+			}, sc.YAML(t, "statestore", "actorStateStore", "true"))
 			testState(t, s.Dapr)
 		})
 	}

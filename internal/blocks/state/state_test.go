@@ -24,9 +24,11 @@ func (p plainStore) Features() []cstate.Feature                             { re
 func (p plainStore) Get(ctx context.Context, r *cstate.GetRequest) (*cstate.GetResponse, error) {
 	return p.s.Get(ctx, r)
 }
-func (p plainStore) Set(ctx context.Context, r *cstate.SetRequest) error       { return p.s.Set(ctx, r) }
-func (p plainStore) Delete(ctx context.Context, r *cstate.DeleteRequest) error { return p.s.Delete(ctx, r) }
-func (p plainStore) Close() error                                              { return p.s.Close() }
+func (p plainStore) Set(ctx context.Context, r *cstate.SetRequest) error { return p.s.Set(ctx, r) }
+func (p plainStore) Delete(ctx context.Context, r *cstate.DeleteRequest) error {
+	return p.s.Delete(ctx, r)
+}
+func (p plainStore) Close() error { return p.s.Close() }
 
 func newMem(t *testing.T) cstate.Store {
 	s := inmemory.New(components.Deps{})
