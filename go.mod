@@ -3,7 +3,7 @@ module github.com/mecha-dev/mecha
 go 1.26.8
 
 require (
-	github.com/dapr/dapr v1.14.0
+	github.com/dapr/dapr v1.18.3
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
