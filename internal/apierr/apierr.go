@@ -67,7 +67,7 @@ var (
 	StateTransaction        = Kind{"ERR_STATE_TRANSACTION", http.StatusInternalServerError, codes.Internal, ""}
 	StateTransactionETag    = Kind{"ERR_STATE_TRANSACTION", http.StatusConflict, codes.Aborted, ""}
 	StateTransactionInvalid = Kind{"ERR_STATE_TRANSACTION", http.StatusBadRequest, codes.InvalidArgument, ""}
-	StateNotSupportedOp     = Kind{"ERR_NOT_SUPPORTED_STATE_OPERATION", http.StatusBadRequest, codes.InvalidArgument, ""}
+	StateNotSupportedOp     = Kind{"ERR_NOT_SUPPORTED_STATE_OPERATION", http.StatusBadRequest, codes.Unimplemented, ""} // daprd answers Unimplemented over gRPC
 	StateTxNotSupported     = Kind{"ERR_STATE_STORE_NOT_SUPPORTED", http.StatusInternalServerError, codes.Unimplemented, "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"}
 	StateTooManyTx          = Kind{"ERR_STATE_STORE_TOO_MANY_TRANSACTIONS", http.StatusBadRequest, codes.InvalidArgument, "DAPR_STATE_TOO_MANY_TRANSACTIONS"}
 )

@@ -99,7 +99,7 @@ func testState(t *testing.T, c runtimev1.DaprClient) {
 		t.Fatal("transaction did not delete k2")
 	}
 	_, err = c.ExecuteStateTransaction(ctx, &runtimev1.ExecuteStateTransactionRequest{StoreName: "statestore", Operations: []*runtimev1.TransactionalStateOperation{{OperationType: "patch", Request: &commonv1.StateItem{Key: "x"}}}})
-	wantCode(t, err, codes.InvalidArgument)
+	wantCode(t, err, codes.Unimplemented)
 	// Bulk delete.
 	if _, err := c.DeleteBulkState(ctx, &runtimev1.DeleteBulkStateRequest{StoreName: "statestore", States: []*commonv1.StateItem{{Key: "t1"}, {Key: "k"}}}); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 )
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
-	if id := r.URL.Query().Get("appid"); id != "" && id != a.AppID {
+	if q := r.URL.Query(); q.Has("appid") && q.Get("appid") != a.AppID {
 		apierr.WriteHTTP(w, apierr.HealthAppIDNotMatch.New("dapr app-id does not match"))
 		return
 	}
