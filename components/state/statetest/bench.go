@@ -20,6 +20,13 @@ func Bench(b *testing.B, s state.Store) {
 		value[i] = 'a' + byte(i%26)
 	}
 	ctx := context.Background()
+	b.Cleanup(func() {
+		for i := range 1000 {
+			_ = s.Delete(ctx, &state.DeleteRequest{Key: prefix + strconv.Itoa(i)})
+			_ = s.Delete(ctx, &state.DeleteRequest{Key: prefix + "p" + strconv.Itoa(i)})
+		}
+		_ = s.Delete(ctx, &state.DeleteRequest{Key: prefix + "hot"})
+	})
 	b.Run("set", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0

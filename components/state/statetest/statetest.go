@@ -33,7 +33,20 @@ func Run(t *testing.T, newStore NewFunc) {
 	s := newStore(t)
 	features := s.Features()
 	prefix := fmt.Sprintf("statetest-%d||", time.Now().UnixNano())
-	key := func(name string) string { return prefix + name }
+	var mu sync.Mutex
+	used := map[string]bool{}
+	key := func(name string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		used[prefix+name] = true
+		return prefix + name
+	}
+	// Leave a shared backend as it was found.
+	t.Cleanup(func() {
+		for k := range used {
+			_ = s.Delete(context.Background(), &state.DeleteRequest{Key: k})
+		}
+	})
 
 	t.Run("features match interfaces", func(t *testing.T) {
 		_, tx := s.(state.Transactional)
@@ -46,7 +59,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("crud", func(t *testing.T) { testCRUD(t, s, key) })
 	t.Run("values", func(t *testing.T) { testValues(t, s, key) })
-	t.Run("unicode keys", func(t *testing.T) { testUnicodeKeys(t, s, prefix) })
+	t.Run("unicode keys", func(t *testing.T) { testUnicodeKeys(t, s, key) })
 	t.Run("bulk get", func(t *testing.T) { testBulkGet(t, s, key) })
 	if state.Has(features, state.FeatureETag) {
 		t.Run("etag", func(t *testing.T) { testETag(t, s, key) })
@@ -154,9 +167,9 @@ func testValues(t *testing.T, s state.Store, key func(string) string) {
 	}
 }
 
-func testUnicodeKeys(t *testing.T, s state.Store, prefix string) {
+func testUnicodeKeys(t *testing.T, s state.Store, key func(string) string) {
 	for _, k := range []string{"ключ", "鍵/with/slashes", "emoji-🔑", "spaces and 'quotes' \"double\"", "percent%20and?query#frag", "a||b||c"} {
-		full := prefix + k
+		full := key(k)
 		v := []byte(strconv.Quote(k))
 		set(t, s, full, v)
 		wantValue(t, s, full, v)
