@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -140,10 +141,11 @@ func (a *api) readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// requestMetadata collects "metadata.<k>" query parameters.
-func requestMetadata(r *http.Request) map[string]string {
+// requestMetadata collects "metadata.<k>" query parameters; q may be nil
+// when the request has no query string.
+func requestMetadata(q url.Values) map[string]string {
 	var md map[string]string
-	for k, vs := range r.URL.Query() {
+	for k, vs := range q {
 		if name, ok := strings.CutPrefix(k, "metadata."); ok && len(vs) > 0 {
 			if md == nil {
 				md = make(map[string]string)
@@ -152,6 +154,15 @@ func requestMetadata(r *http.Request) map[string]string {
 		}
 	}
 	return md
+}
+
+// query parses the query string once per request; nil when there is none
+// (the common case, which then costs nothing).
+func query(r *http.Request) url.Values {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return r.URL.Query()
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

@@ -10,11 +10,12 @@ import (
 )
 
 func (a *api) getState(w http.ResponseWriter, r *http.Request) {
+	q := query(r)
 	item, err := a.State.Get(r.Context(), state.GetRequest{
 		Store:       r.PathValue("store"),
 		Key:         r.PathValue("key"),
-		Consistency: r.URL.Query().Get("consistency"),
-		Metadata:    requestMetadata(r),
+		Consistency: q.Get("consistency"),
+		Metadata:    requestMetadata(q),
 	})
 	if err != nil {
 		apierr.WriteHTTP(w, err)
@@ -49,13 +50,13 @@ type saveItem struct {
 	Options  *stateOptions     `json:"options"`
 }
 
-func (it *saveItem) toBlock(query map[string]string) state.SaveItem {
+func (it *saveItem) toBlock(queryMD map[string]string) state.SaveItem {
 	out := state.SaveItem{Key: it.Key, Value: compactValue(it.Value), ETag: it.ETag, Metadata: it.Metadata}
-	if len(query) > 0 {
+	if len(queryMD) > 0 {
 		if out.Metadata == nil {
-			out.Metadata = make(map[string]string, len(query))
+			out.Metadata = make(map[string]string, len(queryMD))
 		}
-		for k, v := range query {
+		for k, v := range queryMD {
 			if _, set := out.Metadata[k]; !set {
 				out.Metadata[k] = v
 			}
@@ -98,10 +99,10 @@ func (a *api) saveState(w http.ResponseWriter, r *http.Request) {
 		apierr.WriteHTTP(w, err)
 		return
 	}
-	query := requestMetadata(r)
+	md := requestMetadata(query(r))
 	reqs := make([]state.SaveItem, len(items))
 	for i := range items {
-		reqs[i] = items[i].toBlock(query)
+		reqs[i] = items[i].toBlock(md)
 	}
 	if err := a.State.Save(r.Context(), r.PathValue("store"), reqs); err != nil {
 		apierr.WriteHTTP(w, err)
@@ -111,11 +112,11 @@ func (a *api) saveState(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) deleteState(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q := query(r)
 	req := state.DeleteRequest{
 		Store:    r.PathValue("store"),
 		Key:      r.PathValue("key"),
-		Metadata: requestMetadata(r),
+		Metadata: requestMetadata(q),
 		Options:  state.Options{Concurrency: q.Get("concurrency"), Consistency: q.Get("consistency")},
 	}
 	if etag := r.Header.Get("If-Match"); etag != "" {
@@ -148,7 +149,7 @@ func (a *api) bulkGetState(w http.ResponseWriter, r *http.Request) {
 		apierr.WriteHTTP(w, err)
 		return
 	}
-	md := requestMetadata(r)
+	md := requestMetadata(query(r))
 	for k, v := range req.Metadata {
 		if md == nil {
 			md = map[string]string{}
@@ -209,7 +210,7 @@ func (a *api) transaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	md := req.Metadata
-	for k, v := range requestMetadata(r) {
+	for k, v := range requestMetadata(query(r)) {
 		if md == nil {
 			md = map[string]string{}
 		}
