@@ -42,12 +42,14 @@ type Sidecar struct {
 // metadata pairs.
 func Component(name, typ string, kv ...string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\nspec:\n  type: %s\n  version: v1\n  metadata:\n", name, typ)
+	fmt.Fprintf(&b, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: %s\nspec:\n  type: %s\n  version: v1\n", name, typ)
+	if len(kv) < 2 {
+		b.WriteString("  metadata: []\n")
+		return b.String()
+	}
+	b.WriteString("  metadata:\n")
 	for i := 0; i+1 < len(kv); i += 2 {
 		fmt.Fprintf(&b, "  - name: %s\n    value: %q\n", kv[i], kv[i+1])
-	}
-	if len(kv) == 0 {
-		b.WriteString("  []\n")
 	}
 	return b.String()
 }

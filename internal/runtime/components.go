@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mecha-dev/mecha/components"
+	cstate "github.com/mecha-dev/mecha/components/state"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
 	"github.com/mecha-dev/mecha/internal/config"
 )
@@ -56,8 +57,10 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 		if err != nil {
 			return err
 		}
-		if err := s.Init(ictx, md); err != nil {
-			s.Close()
+		if err := initStore(ictx, s, md); err != nil {
+			if ictx.Err() != nil && ctx.Err() == nil {
+				return fmt.Errorf("init did not finish within %v (spec.initTimeout): %w", timeout, err)
+			}
 			return fmt.Errorf("init: %w", err)
 		}
 		st, err := r.state.Add(c.Name, s, md)
@@ -73,6 +76,28 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 		return nil
 	default:
 		return fmt.Errorf("component kind %q (type %s) is not supported by this build", c.Kind(), c.Spec.Type)
+	}
+}
+
+// initStore runs s.Init bounded by ctx and closes s when Init fails. Init
+// should honour ctx; when it does not, it is abandoned once ctx ends, as
+// daprd does, so that one stuck component cannot hold up the sidecar, and the
+// store is closed when Init finally returns.
+func initStore(ctx context.Context, s cstate.Store, md components.Metadata) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Init(ctx, md) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.Close()
+		}
+		return err
+	case <-ctx.Done():
+		go func() {
+			<-done
+			s.Close()
+		}()
+		return ctx.Err()
 	}
 }
 

@@ -84,6 +84,8 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if err := ctx.Err(); err != nil {
 		cancel()
 		r.closeServers(context.Background())
+		r.bg.Wait()
+		r.state.Close() // the components that did initialise
 		return nil, err
 	}
 	r.health.set(func(h *health) { h.outbound = true })

@@ -96,10 +96,16 @@ func ParseQuantity(s string) (int64, error) {
 	for _, u := range units {
 		if n, ok := strings.CutSuffix(s, u.suffix); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-			if err != nil || v <= 0 {
+			size := v * float64(u.mult)
+			// !(size >= 1) also rejects NaN; 2^63 and above (and +Inf) do
+			// not fit an int64.
+			if err != nil || !(size >= 1) {
 				return 0, fmt.Errorf("%q is not a positive size", s)
 			}
-			return int64(v * float64(u.mult)), nil
+			if size >= 1<<63 {
+				return 0, fmt.Errorf("%q is too large a size", s)
+			}
+			return int64(size), nil
 		}
 	}
 	v, err := strconv.ParseInt(s, 10, 64)

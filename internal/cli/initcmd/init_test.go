@@ -1,0 +1,102 @@
+package initcmd_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mecha-dev/mecha/internal/cli/initcmd"
+)
+
+func runInit(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := initcmd.Command()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestInit(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "mecha home")
+	t.Setenv("MECHA_HOME", home)
+	t.Setenv("HOME", t.TempDir())
+	statestore := filepath.Join(home, "components", "statestore.yaml")
+
+	out, err := runInit(t)
+	if err != nil {
+		t.Fatalf("mecha init: %v\n%s", err, out)
+	}
+	wantLines := []string{
+		"Mecha home: " + home,
+		"  data:       " + filepath.Join(home, "data"),
+		"  created:    " + statestore + ": state store \"statestore\" (state.sqlite, embedded, actor state store)",
+		"Ready: `mecha run --app-id myapp -- <your command>` uses these defaults.",
+	}
+	if got := strings.Split(strings.TrimRight(out, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(wantLines, "\n") {
+		t.Fatalf("first run printed:\n%s\nwant:\n%s", out, strings.Join(wantLines, "\n"))
+	}
+	if _, err := os.Stat(statestore); err != nil {
+		t.Fatalf("init did not create %s: %v", statestore, err)
+	}
+	if fi, err := os.Stat(filepath.Join(home, "data")); err != nil || !fi.IsDir() {
+		t.Fatalf("data dir: %v", err)
+	}
+
+	// Second run: kept, not created, and the user's edit survives.
+	if err := os.WriteFile(statestore, []byte("# mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runInit(t)
+	if err != nil {
+		t.Fatalf("second mecha init: %v\n%s", err, out)
+	}
+	if want := "  kept (already present): " + statestore + ": "; !strings.Contains(out, want) {
+		t.Fatalf("second run printed:\n%s\nwant a line starting %q", out, want)
+	}
+	if strings.Contains(out, "created:") {
+		t.Fatalf("second run claims to have created something:\n%s", out)
+	}
+	if b, _ := os.ReadFile(statestore); string(b) != "# mine\n" {
+		t.Fatalf("init overwrote the edited file: %q", b)
+	}
+}
+
+func TestInitUsesHomeDir(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("MECHA_HOME", "")
+	t.Setenv("HOME", home)
+	out, err := runInit(t)
+	if err != nil {
+		t.Fatalf("mecha init: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(out, "Mecha home: "+filepath.Join(home, ".mecha")+"\n") {
+		t.Fatalf("output:\n%s\nwant the home under $HOME/.mecha", out)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".mecha", "components", "statestore.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInitErrors(t *testing.T) {
+	t.Run("arguments", func(t *testing.T) {
+		t.Setenv("MECHA_HOME", t.TempDir())
+		if out, err := runInit(t, "extra"); err == nil || !strings.Contains(err.Error(), `unknown command "extra"`) {
+			t.Fatalf("mecha init extra = %v\n%s", err, out)
+		}
+	})
+	t.Run("home is a file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("MECHA_HOME", f)
+		if out, err := runInit(t); err == nil {
+			t.Fatalf("mecha init with MECHA_HOME a file succeeded:\n%s", out)
+		}
+	})
+}
