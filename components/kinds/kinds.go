@@ -5,17 +5,32 @@ package kinds
 
 import (
 	"github.com/mecha-dev/mecha/components"
+	"github.com/mecha-dev/mecha/components/bindings"
+	"github.com/mecha-dev/mecha/components/configuration"
+	"github.com/mecha-dev/mecha/components/lock"
+	"github.com/mecha-dev/mecha/components/secretstores"
 	"github.com/mecha-dev/mecha/components/state"
 )
 
-// Registries holds a registry per component kind.
+// Registries holds a registry per component kind. A bindings.* type may be
+// registered as an input, an output, or both.
 type Registries struct {
-	State *components.Registry[state.Store]
+	State          *components.Registry[state.Store]
+	SecretStores   *components.Registry[secretstores.Store]
+	Lock           *components.Registry[lock.Store]
+	Configuration  *components.Registry[configuration.Store]
+	InputBindings  *components.Registry[bindings.Input]
+	OutputBindings *components.Registry[bindings.Output]
 }
 
 // New returns empty registries.
 func New() *Registries {
 	return &Registries{
-		State: components.NewRegistry[state.Store](),
+		State:          components.NewRegistry[state.Store](),
+		SecretStores:   components.NewRegistry[secretstores.Store](),
+		Lock:           components.NewRegistry[lock.Store](),
+		Configuration:  components.NewRegistry[configuration.Store](),
+		InputBindings:  components.NewRegistry[bindings.Input](),
+		OutputBindings: components.NewRegistry[bindings.Output](),
 	}
 }

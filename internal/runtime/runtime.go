@@ -15,19 +15,31 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/api/grpcapi"
 	"github.com/mecha-dev/mecha/internal/api/httpapi"
+	"github.com/mecha-dev/mecha/internal/blocks/bindings"
+	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
+	"github.com/mecha-dev/mecha/internal/channel"
 	"github.com/mecha-dev/mecha/internal/config"
 	"github.com/mecha-dev/mecha/internal/version"
 )
 
 // Runtime is a running sidecar.
 type Runtime struct {
-	opts   Options
-	log    *slog.Logger
-	health *health
-	state  *state.Block
-	meta   *metadata.Block
+	opts          Options
+	log           *slog.Logger
+	health        *health
+	state         *state.Block
+	meta          *metadata.Block
+	secrets       *secrets.Block
+	lock          *lock.Block
+	configuration *configuration.Block
+	bindings      *bindings.Block
+	// app is the channel to the app; nil without --app-port.
+	app      *channel.App
+	appReady chan struct{}
 
 	httpSrv   *http.Server
 	grpcSrv   *grpc.Server
@@ -58,7 +70,22 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		health:      newHealth(),
 		state:       state.New(opts.AppID, opts.Namespace),
 		shutdownReq: make(chan struct{}),
+		secrets:     secrets.New(),
+		lock:        lock.New(),
+		appReady:    make(chan struct{}),
 	}
+	if opts.AppPort != 0 {
+		app, err := channel.New(channel.Options{
+			Address: opts.AppChannelAddress, Port: opts.AppPort, Protocol: opts.AppProtocol,
+			MaxConcurrency: opts.AppMaxConcurrency, MaxBodySize: int(opts.MaxBodySize),
+		}, r.appReady)
+		if err != nil {
+			return nil, err
+		}
+		r.app = app
+	}
+	r.configuration = configuration.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.configuration")))
+	r.bindings = bindings.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.bindings")))
 	app := metadata.AppConnection{Port: opts.AppPort, ChannelAddress: opts.AppChannelAddress, MaxConcurrency: max(opts.AppMaxConcurrency, 0)}
 	if opts.AppPort != 0 {
 		app.Protocol = opts.AppProtocol
@@ -85,7 +112,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		cancel()
 		r.closeServers(context.Background())
 		r.bg.Wait()
-		r.state.Close() // the components that did initialise
+		r.closeBlocks() // the components that did initialise
 		return nil, err
 	}
 	r.health.set(func(h *health) { h.outbound = true })
@@ -93,6 +120,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 
 	if opts.AppPort == 0 {
 		r.health.set(func(h *health) { h.appReady = true })
+		close(r.appReady)
 	} else {
 		r.bg.Go(func() {
 			r.log.Info("waiting for the app to listen", "port", opts.AppPort)
@@ -100,9 +128,11 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 				return
 			}
 			r.health.set(func(h *health) { h.appReady = true })
+			close(r.appReady)
 			r.log.Info("app is listening; sidecar ready", "port", opts.AppPort)
 		})
 	}
+	r.bindings.Start(bgCtx)
 	return r, nil
 }
 
@@ -111,6 +141,7 @@ func (r *Runtime) listen() error {
 	r.httpSrv = &http.Server{
 		Handler: httpapi.Handler(httpapi.Deps{
 			AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
+			Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
 			Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
 			Logger: r.log, APILogging: o.EnableAPILogging,
 		}),
@@ -124,7 +155,11 @@ func (r *Runtime) listen() error {
 		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),
 		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
 	)
-	grpcapi.New(grpcapi.Deps{AppID: o.AppID, State: r.state, Metadata: r.meta, Shutdown: r.RequestShutdown, Logger: r.log}).Register(r.grpcSrv)
+	grpcapi.New(grpcapi.Deps{
+		AppID: o.AppID, State: r.state, Metadata: r.meta,
+		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
+		Shutdown: r.RequestShutdown, Logger: r.log,
+	}).Register(r.grpcSrv)
 
 	var lns []net.Listener
 	fail := func(err error) error {
@@ -201,10 +236,27 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.closeServers(ctx)
 		r.bgCancel()
 		r.bg.Wait()
-		r.closeErr = r.state.Close()
+		r.closeErr = r.closeBlocks()
 		r.log.Info("sidecar stopped")
 	})
 	return r.closeErr
+}
+
+// closeBlocks closes every component, input bindings first (they feed the
+// app), secret stores last (others may read them until the end), then the
+// app channel.
+func (r *Runtime) closeBlocks() error {
+	errs := []error{
+		r.bindings.Close(),
+		r.configuration.Close(),
+		r.lock.Close(),
+		r.state.Close(),
+		r.secrets.Close(),
+	}
+	if r.app != nil {
+		errs = append(errs, r.app.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Runtime) closeServers(ctx context.Context) {

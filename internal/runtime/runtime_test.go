@@ -549,7 +549,7 @@ func TestComponentErrors(t *testing.T) {
 	want := map[string]string{
 		"unknown":    "unknown component type state.nope",
 		"pubsub":     `component kind "pubsub" (type pubsub.redis) is not supported by this build`,
-		"secret":     `metadata "password" uses secretKeyRef "s", but secret store (none: set auth.secretStore) is not available`,
+		"secret":     `metadata "password" uses secretKeyRef "s" but the component sets no auth.secretStore`,
 		"badversion": "component type state.in-memory has no version v9",
 		"r04.yaml":   `unknown kind "Nope"`,
 		"missing":    "no such file or directory",

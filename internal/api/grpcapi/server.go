@@ -17,15 +17,23 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/bindings"
+	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 )
 
 // Deps are the blocks the gRPC API serves.
 type Deps struct {
-	AppID    string
-	State    *state.Block
-	Metadata *metadata.Block
+	AppID         string
+	State         *state.Block
+	Metadata      *metadata.Block
+	Secrets       *secrets.Block
+	Lock          *lock.Block
+	Configuration *configuration.Block
+	Bindings      *bindings.Block
 	// Shutdown asks the runtime to shut down gracefully; it must not block.
 	Shutdown func()
 	Logger   *slog.Logger

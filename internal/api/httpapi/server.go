@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/bindings"
+	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 )
 
@@ -28,10 +32,14 @@ type Health interface {
 
 // Deps are the blocks and settings the HTTP API serves.
 type Deps struct {
-	AppID    string
-	State    *state.Block
-	Metadata *metadata.Block
-	Health   Health
+	AppID         string
+	State         *state.Block
+	Metadata      *metadata.Block
+	Secrets       *secrets.Block
+	Lock          *lock.Block
+	Configuration *configuration.Block
+	Bindings      *bindings.Block
+	Health        Health
 	// Shutdown asks the runtime to shut down gracefully; it must not block.
 	Shutdown func()
 	// MaxBodySize limits request bodies, in bytes.
@@ -62,6 +70,12 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("PUT /v1.0/state/{store}/bulk", a.bulkGetState)
 	mux.HandleFunc("POST /v1.0/state/{store}/transaction", a.transaction)
 	mux.HandleFunc("PUT /v1.0/state/{store}/transaction", a.transaction)
+
+	// Other building blocks, one file each.
+	a.secretsRoutes(mux)
+	a.lockRoutes(mux)
+	a.configurationRoutes(mux)
+	a.bindingsRoutes(mux)
 
 	// Metadata.
 	mux.HandleFunc("GET /v1.0/metadata", a.getMetadata)

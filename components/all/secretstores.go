@@ -1,0 +1,5 @@
+package all
+
+import "github.com/mecha-dev/mecha/components/kinds"
+
+func registerSecretStores(r *kinds.Registries) {}

@@ -1,0 +1,6 @@
+package httpapi
+
+import "net/http"
+
+// lockRoutes registers the lock API.
+func (a *api) lockRoutes(mux *http.ServeMux) {}

@@ -1,0 +1,6 @@
+package httpapi
+
+import "net/http"
+
+// secretsRoutes registers the secrets API.
+func (a *api) secretsRoutes(mux *http.ServeMux) {}

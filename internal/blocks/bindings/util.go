@@ -1,0 +1,5 @@
+package bindings
+
+import "errors"
+
+func errorsJoin(errs ...error) error { return errors.Join(errs...) }
