@@ -12,6 +12,7 @@ import (
 
 	"github.com/mecha-dev/mecha/components/all"
 	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/internal/cli/bench"
 	"github.com/mecha-dev/mecha/internal/cli/initcmd"
 	"github.com/mecha-dev/mecha/internal/cli/run"
 	"github.com/mecha-dev/mecha/internal/cli/sidecar"
@@ -36,6 +37,7 @@ func main() {
 		sidecar.Command(registries),
 		initcmd.Command(),
 		versioncmd.Command(),
+		bench.Command(),
 	)
 	err := root.ExecuteContext(context.Background())
 	if err == nil {

@@ -27,7 +27,9 @@ type Options struct {
 	ListenAddresses []string // default 127.0.0.1
 
 	ResourcesPaths []string
-	Namespace      string // default "default"
+	// ConfigFiles are Configuration resources (--config), applied in order.
+	ConfigFiles []string
+	Namespace   string // default "default"
 	// DataDir is handed to components that keep files.
 	DataDir string
 

@@ -29,6 +29,7 @@ import (
 // Runtime is a running sidecar.
 type Runtime struct {
 	opts          Options
+	cfg           *config.Configuration
 	log           *slog.Logger
 	health        *health
 	state         *state.Block
@@ -64,7 +65,12 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, err
 	}
 	opts.setDefaults()
+	cfg, err := config.LoadConfiguration(opts.ConfigFiles)
+	if err != nil {
+		return nil, err
+	}
 	r := &Runtime{
+		cfg:         cfg,
 		opts:        opts,
 		log:         opts.Logger.With(slog.String("app_id", opts.AppID)),
 		health:      newHealth(),

@@ -133,9 +133,6 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 			logger.Warn("flag accepted for daprd compatibility but has no effect yet", "flag", "--"+name, "value", *v)
 		}
 	}
-	if len(f.Config) > 0 {
-		logger.Warn("--config is accepted but Configuration resources are not applied yet", "config", f.Config)
-	}
 	var addrs []string
 	for _, a := range strings.Split(f.ListenAddresses, ",") {
 		if a = strings.Trim(strings.TrimSpace(a), "[]"); a != "" {
@@ -152,6 +149,7 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		GRPCPort:          f.GRPCPort,
 		ListenAddresses:   addrs,
 		ResourcesPaths:    append(append([]string(nil), f.ResourcesPaths...), f.ComponentsPaths...),
+		ConfigFiles:       f.Config,
 		Namespace:         os.Getenv("NAMESPACE"),
 		DataDir:           f.DataDir,
 		MaxBodySize:       limit,
