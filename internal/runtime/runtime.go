@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -156,6 +157,9 @@ func (r *Runtime) listen() error {
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 	}
 	r.grpcSrv = grpc.NewServer(
+		// A fixed pool of stream workers avoids a new goroutine (and its
+		// stack growth) per call; grpc-go still spawns one when all are busy.
+		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(int(o.MaxBodySize)),
 		grpc.MaxSendMsgSize(int(o.MaxBodySize)),
 		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),

@@ -111,7 +111,9 @@ func (a *api) middleware(next http.Handler) http.Handler {
 			apierr.WriteHTTP(w, tooLarge(a.MaxBodySize))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, a.MaxBodySize)
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			r.Body = http.MaxBytesReader(w, r.Body, a.MaxBodySize)
+		}
 		if len(r.URL.Path) > 1 && strings.HasSuffix(r.URL.Path, "/") {
 			r.URL.Path = strings.TrimRight(r.URL.Path, "/")
 			r.URL.RawPath = ""
@@ -142,9 +144,17 @@ func tooLarge(limit int64) error {
 	return apierr.BodyTooLarge.New("request body is larger than the limit of %d bytes (raise it with --dapr-http-max-request-size / --max-body-size)", limit)
 }
 
-// readBody reads the whole (limited) request body.
+// readBody reads the whole (limited) request body, in one allocation when
+// the client sent a Content-Length.
 func (a *api) readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= a.MaxBodySize {
+		b = make([]byte, n)
+		_, err = io.ReadFull(r.Body, b)
+	} else {
+		b, err = io.ReadAll(r.Body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -179,8 +189,12 @@ func query(r *http.Request) url.Values {
 	return r.URL.Query()
 }
 
+// jsonContentType is shared by every response: net/http never modifies a
+// header value slice, and assigning it skips canonicalisation.
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

@@ -74,6 +74,9 @@ func compactValue(v json.RawMessage) []byte {
 	if len(v) == 0 {
 		return []byte("null")
 	}
+	if bytes.IndexAny(v, " \t\r\n") < 0 {
+		return v // already compact
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(v))
 	if json.Compact(&buf, v) != nil {
