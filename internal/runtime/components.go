@@ -99,7 +99,7 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 		})
 	case "lock":
 		caps, err = addComponent(c, regs.Lock, deps, initFn, func(s lock.Store) ([]string, error) {
-			return nil, r.lock.Add(c.Name, s)
+			return nil, r.lock.AddWithMetadata(c.Name, s, md)
 		})
 	case "configuration":
 		caps, err = addComponent(c, regs.Configuration, deps, initFn, func(s configuration.Store) ([]string, error) {

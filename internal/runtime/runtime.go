@@ -78,7 +78,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		state:       state.New(opts.AppID, opts.Namespace),
 		shutdownReq: make(chan struct{}),
 		secrets:     secrets.New(),
-		lock:        lock.New(),
+		lock:        lock.NewForApp(opts.AppID),
 		appReady:    make(chan struct{}),
 	}
 	if opts.AppPort != 0 {
