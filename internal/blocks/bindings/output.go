@@ -1,0 +1,54 @@
+package bindings
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	cbindings "github.com/mecha-dev/mecha/components/bindings"
+	"github.com/mecha-dev/mecha/internal/apierr"
+)
+
+// InvokeRequest is one output binding call, as both transports decode it.
+type InvokeRequest struct {
+	// Name is the binding's component name.
+	Name      string
+	Operation string
+	Data      []byte
+	Metadata  map[string]string
+}
+
+// Invoke calls the output binding req.Name. Like daprd it may return a
+// response together with an error: the transports still pass the
+// response's metadata to the caller (bindings.http reports the status of a
+// failed call that way). Every failure is ERR_INVOKE_OUTPUT_BINDING.
+func (b *Block) Invoke(ctx context.Context, req InvokeRequest) (*cbindings.InvokeResponse, error) {
+	fail := func(err error) error {
+		return apierr.InvokeOutputBinding.Wrap(err, "error invoking output binding %s", req.Name)
+	}
+	if req.Operation == "" {
+		return nil, fail(errors.New("operation field is missing from request"))
+	}
+	o, ok := b.outputs.Get(req.Name)
+	if !ok {
+		return nil, fail(errors.New("couldn't find output binding " + req.Name))
+	}
+	op := cbindings.Operation(req.Operation)
+	if !slices.Contains(o.ops, op) {
+		names := make([]string, len(o.ops))
+		for i, s := range o.ops {
+			names[i] = string(s)
+		}
+		return nil, fail(errors.New("binding " + req.Name + " does not support operation " + req.Operation + ". supported operations:" + strings.Join(names, " ")))
+	}
+	md := req.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	resp, err := o.Invoke(ctx, &cbindings.InvokeRequest{Operation: op, Data: req.Data, Metadata: md})
+	if err != nil {
+		return resp, fail(err)
+	}
+	return resp, nil
+}

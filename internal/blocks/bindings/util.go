@@ -1,5 +1,0 @@
-package bindings
-
-import "errors"
-
-func errorsJoin(errs ...error) error { return errors.Join(errs...) }
