@@ -1,30 +1,138 @@
-// Package configuration is the configuration building block: reads items
-// from configuration stores and manages subscriptions whose updates reach the
-// app (HTTP callbacks or gRPC streams).
+// Package configuration is the configuration building block: it reads items
+// from configuration stores and owns the subscriptions whose updates reach
+// the app, over either transport:
+//
+//   - HTTP subscriptions (SubscribeApp) are delivered by the block itself to
+//     the app as POST /configuration/{store}/{key}, one request per changed
+//     key with the whole update as body, as daprd does; they wait until the
+//     app is ready and are delivered in order, one at a time per
+//     subscription.
+//   - gRPC subscriptions (SubscribeStream) hand their updates, in order, to
+//     the SubscribeConfiguration stream that asked for them, and end with it.
+//
+// Either kind ends on Unsubscribe (from either transport: the ids are the
+// block's), StopSubscriptions or Close. Every subscription owns a queue and
+// at most one goroutine, and all of them are gone once Close returns.
+//
+// It knows nothing about HTTP or gRPC servers: both transports call the same
+// methods and map the returned *apierr.Error values.
 package configuration
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"sync"
 
 	cconfig "github.com/mecha-dev/mecha/components/configuration"
+	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
 	"github.com/mecha-dev/mecha/internal/channel"
 )
+
+// Item is a configuration item as the API shows it.
+type Item = cconfig.Item
 
 // Block serves the configuration API.
 type Block struct {
 	stores *compset.Set[cconfig.Store]
 	app    *channel.App // nil when the sidecar has no app port
 	log    *slog.Logger
+
+	mu      sync.Mutex
+	subs    map[subKey]*subscription
+	stopped bool // StopSubscriptions or Close was called
+
+	wg        sync.WaitGroup // delivery goroutines
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New returns an empty block; app may be nil.
 func New(app *channel.App, log *slog.Logger) *Block {
-	return &Block{stores: compset.New[cconfig.Store](), app: app, log: log}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Block{stores: compset.New[cconfig.Store](), app: app, log: log, subs: map[subKey]*subscription{}}
 }
 
 // Add registers an initialised configuration store.
 func (b *Block) Add(name string, s cconfig.Store) error { return b.stores.Add(name, s) }
 
-// Close closes every store (ending their subscriptions).
-func (b *Block) Close() error { return b.stores.Close() }
+// StopSubscriptions ends every subscription: gRPC streams finish, HTTP
+// deliveries stop, and new subscriptions are refused. Stores stay open for
+// reads. The runtime calls it at the start of a shutdown, so that open
+// SubscribeConfiguration streams do not hold up the gRPC server's graceful
+// stop.
+func (b *Block) StopSubscriptions() {
+	b.mu.Lock()
+	b.stopped = true
+	subs := make([]*subscription, 0, len(b.subs))
+	for _, s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Go(func() { b.stop(s) })
+	}
+	wg.Wait()
+	b.wg.Wait()
+}
+
+// Close ends every subscription, waits for their goroutines and closes
+// every store. It is idempotent.
+func (b *Block) Close() error {
+	b.closeOnce.Do(func() {
+		b.StopSubscriptions()
+		b.closeErr = b.stores.Close()
+	})
+	return b.closeErr
+}
+
+// store resolves a store name as daprd does: no stores at all is a
+// precondition failure, an unknown name a bad request.
+func (b *Block) store(name string) (cconfig.Store, error) {
+	if b.stores.Len() == 0 {
+		return nil, apierr.ConfigurationStoreNotConfigured.New("configuration stores not configured")
+	}
+	s, ok := b.stores.Get(name)
+	if !ok {
+		return nil, apierr.ConfigurationStoreNotFound.New("configuration store %s not found", name)
+	}
+	return s, nil
+}
+
+// GetRequest reads items from Store; no Keys means every item.
+type GetRequest struct {
+	Store    string
+	Keys     []string
+	Metadata map[string]string
+}
+
+// Get reads items. An empty result is not an error.
+func (b *Block) Get(ctx context.Context, req GetRequest) (map[string]*Item, error) {
+	s, err := b.store(req.Store)
+	if err != nil {
+		return nil, err
+	}
+	items, err := s.Get(ctx, cconfig.GetRequest{Keys: req.Keys, Metadata: req.Metadata})
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			return nil, apierr.From(ctxErr)
+		}
+		return nil, apierr.ConfigurationGet.Wrap(err, "failed to get %v from Configuration store %s", keyList(req.Keys), req.Store)
+	}
+	if items == nil {
+		items = map[string]*Item{}
+	}
+	return items, nil
+}
+
+// keyList formats keys as daprd's messages do ("[a b]").
+func keyList(keys []string) []string {
+	if keys == nil {
+		return []string{}
+	}
+	return keys
+}
