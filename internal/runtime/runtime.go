@@ -91,6 +91,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		}
 		r.app = app
 	}
+	r.secrets.SetScopes(secretScopes(cfg))
 	r.configuration = configuration.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.configuration")))
 	r.bindings = bindings.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.bindings")))
 	app := metadata.AppConnection{Port: opts.AppPort, ChannelAddress: opts.AppChannelAddress, MaxConcurrency: max(opts.AppMaxConcurrency, 0)}
@@ -243,6 +244,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.health.set(func(h *health) { h.closing = true })
 		ctx, cancel := context.WithTimeout(ctx, r.opts.GracefulShutdown)
 		defer cancel()
+		// Streaming subscriptions never end on their own: end them so the
+		// gRPC server's graceful stop does not wait out the grace period.
+		r.configuration.StopSubscriptions()
 		r.closeServers(ctx)
 		r.bgCancel()
 		r.bg.Wait()
@@ -284,4 +288,13 @@ func (r *Runtime) closeServers(ctx context.Context) {
 		r.grpcSrv.Stop()
 		<-done
 	}
+}
+
+// secretScopes converts the Configuration's spec.secrets.scopes.
+func secretScopes(cfg *config.Configuration) []secrets.Scope {
+	out := make([]secrets.Scope, len(cfg.Spec.Secrets.Scopes))
+	for i, s := range cfg.Spec.Secrets.Scopes {
+		out[i] = secrets.Scope{StoreName: s.StoreName, DefaultAccess: s.DefaultAccess, AllowedSecrets: s.AllowedSecrets, DeniedSecrets: s.DeniedSecrets}
+	}
+	return out
 }
