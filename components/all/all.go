@@ -12,4 +12,5 @@ func Register(r *kinds.Registries) {
 	registerLock(r)
 	registerConfiguration(r)
 	registerBindings(r)
+	registerNameResolution(r)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/components/configuration"
 	"github.com/mecha-dev/mecha/components/lock"
+	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/components/secretstores"
 	"github.com/mecha-dev/mecha/components/state"
 )
@@ -21,6 +22,9 @@ type Registries struct {
 	Configuration  *components.Registry[configuration.Store]
 	InputBindings  *components.Registry[bindings.Input]
 	OutputBindings *components.Registry[bindings.Output]
+	// NameResolution holds the nameresolution.* resolvers; the runtime
+	// creates one, chosen by the Configuration's spec.nameResolution.
+	NameResolution *components.Registry[nameresolution.Resolver]
 }
 
 // New returns empty registries.
@@ -32,5 +36,6 @@ func New() *Registries {
 		Configuration:  components.NewRegistry[configuration.Store](),
 		InputBindings:  components.NewRegistry[bindings.Input](),
 		OutputBindings: components.NewRegistry[bindings.Output](),
+		NameResolution: components.NewRegistry[nameresolution.Resolver](),
 	}
 }

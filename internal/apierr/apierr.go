@@ -46,7 +46,7 @@ var (
 	HealthAppIDNotMatch    = Kind{"ERR_HEALTH_APPID_NOT_MATCH", http.StatusInternalServerError, codes.Internal, ""}
 	OutboundHealthNotReady = Kind{"ERR_OUTBOUND_HEALTH_NOT_READY", http.StatusInternalServerError, codes.Internal, ""}
 
-	// Service invocation (used by the HTTP fallback route until invocation exists).
+	// Service invocation without a target app id (the other kinds are in invoke.go).
 	DirectInvokeNoAppID = Kind{"ERR_DIRECT_INVOKE", http.StatusNotFound, codes.NotFound, ""}
 
 	// Metadata.

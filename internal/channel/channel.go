@@ -5,12 +5,14 @@
 package channel
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -97,10 +99,11 @@ func (a *App) Close() error {
 
 // HTTP calls an HTTP app.
 type HTTP struct {
-	client *http.Client
-	base   string // scheme://host:port
-	sem    chan struct{}
-	token  string
+	client  *http.Client
+	base    string // scheme://host:port
+	baseURL *url.URL
+	sem     chan struct{}
+	token   string
 }
 
 func newHTTP(o Options, hostport string, sem chan struct{}) *HTTP {
@@ -124,7 +127,7 @@ func newHTTP(o Options, hostport string, sem chan struct{}) *HTTP {
 	default:
 		rt = baseTransport()
 	}
-	return &HTTP{client: &http.Client{Transport: rt}, base: scheme + "://" + hostport, sem: sem, token: o.Token}
+	return &HTTP{client: &http.Client{Transport: rt}, base: scheme + "://" + hostport, baseURL: &url.URL{Scheme: scheme, Host: hostport}, sem: sem, token: o.Token}
 }
 
 func baseTransport() *http.Transport {
@@ -205,6 +208,7 @@ type GRPC struct {
 	Health   runtimev1.AppCallbackHealthCheckClient
 	Alpha    runtimev1.AppCallbackAlphaClient
 	sem      chan struct{}
+	maxBody  int
 }
 
 func newGRPC(o Options, hostport string, sem chan struct{}) (*GRPC, error) {
@@ -232,6 +236,7 @@ func newGRPC(o Options, hostport string, sem chan struct{}) (*GRPC, error) {
 		Health:   runtimev1.NewAppCallbackHealthCheckClient(conn),
 		Alpha:    runtimev1.NewAppCallbackAlphaClient(conn),
 		sem:      sem,
+		maxBody:  cmp.Or(max(o.MaxBodySize, 0), 4<<20),
 	}, nil
 }
 

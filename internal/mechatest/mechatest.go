@@ -36,6 +36,8 @@ type Sidecar struct {
 	Conn *grpc.ClientConn
 	// ResourcesDir holds the resource files.
 	ResourcesDir string
+	// InternalAddr is the sidecar-to-sidecar (internal gRPC) address.
+	InternalAddr string
 }
 
 // Component returns Component YAML for name of type typ with the given
@@ -59,7 +61,9 @@ func Component(name, typ string, kv ...string) string {
 var InMemory = Component("statestore", "state.in-memory", "actorStateStore", "true")
 
 // Start runs a sidecar with app id "myapp" (change it in configure) and the
-// given resource documents, one file each.
+// given resource documents, one file each. Every sidecar a test starts
+// shares one name resolution registry (Registry), so they can call each
+// other.
 func Start(t testing.TB, configure func(*runtime.Options), resources ...string) *Sidecar {
 	t.Helper()
 	dir := t.TempDir()
@@ -74,6 +78,7 @@ func Start(t testing.TB, configure func(*runtime.Options), resources ...string) 
 		AppID:          "myapp",
 		ResourcesPaths: []string{dir},
 		DataDir:        t.TempDir(),
+		RegistryFile:   Registry(t),
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registries:     regs,
 	}
@@ -92,7 +97,7 @@ func Start(t testing.TB, configure func(*runtime.Options), resources ...string) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &Sidecar{RT: rt, URL: "http://" + rt.HTTPAddr(), Dapr: runtimev1.NewDaprClient(conn), Conn: conn, ResourcesDir: dir}
+	return &Sidecar{RT: rt, URL: "http://" + rt.HTTPAddr(), Dapr: runtimev1.NewDaprClient(conn), Conn: conn, ResourcesDir: dir, InternalAddr: rt.InternalAddr()}
 }
 
 // testWriter sends logs to t.Log, and drops them once the test is over.

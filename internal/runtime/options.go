@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/components/nameresolution"
 )
 
 // Options configure one sidecar. The zero value of a port means "any free
@@ -25,6 +26,25 @@ type Options struct {
 	HTTPPort        int
 	GRPCPort        int
 	ListenAddresses []string // default 127.0.0.1
+	// InternalGRPCPort serves sidecar-to-sidecar calls (0: a free port).
+	InternalGRPCPort int
+	// InternalListenAddresses are where the internal server listens
+	// (default ListenAddresses); it is always reachable on 127.0.0.1 too,
+	// the address registered in self-hosted name resolution.
+	InternalListenAddresses []string
+
+	// RegistryFile is the name resolution registry shared by the sidecars
+	// of the host (nameresolution.sqlite's default connectionString); empty
+	// means DataDir/nameresolution.db.
+	RegistryFile string
+	// Resolver, when set, replaces the resolver the Configuration selects
+	// (tests). The runtime registers with it and closes it; it must be
+	// initialised.
+	Resolver nameresolution.Resolver
+	// AppPID and AppCommand describe the app process when known (`mecha
+	// run` sets them later with Runtime.SetAppProcess).
+	AppPID     int
+	AppCommand string
 
 	ResourcesPaths []string
 	// ConfigFiles are Configuration resources (--config), applied in order.
@@ -90,7 +110,7 @@ func (o *Options) Validate() error {
 	} else if strings.ContainsAny(o.AppID, "| \t\n/") {
 		errs = append(errs, fmt.Errorf("--app-id %q must not contain spaces, '/' or '|'", o.AppID))
 	}
-	for name, p := range map[string]int{"--app-port": o.AppPort, "--dapr-http-port": o.HTTPPort, "--dapr-grpc-port": o.GRPCPort} {
+	for name, p := range map[string]int{"--app-port": o.AppPort, "--dapr-http-port": o.HTTPPort, "--dapr-grpc-port": o.GRPCPort, "--dapr-internal-grpc-port": o.InternalGRPCPort} {
 		if p < 0 || p > 65535 {
 			errs = append(errs, fmt.Errorf("%s %d is not a valid port", name, p))
 		}

@@ -14,10 +14,13 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/internal/api/grpcapi"
 	"github.com/mecha-dev/mecha/internal/api/httpapi"
+	"github.com/mecha-dev/mecha/internal/api/internalgrpc"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
@@ -42,6 +45,21 @@ type Runtime struct {
 	// app is the channel to the app; nil without --app-port.
 	app      *channel.App
 	appReady chan struct{}
+	started  time.Time
+
+	// Service invocation: the block, the resolver (nil when it failed:
+	// resolverErr), the client to other sidecars and the internal server.
+	invoke        *invoke.Block
+	resolver      nameresolution.Resolver
+	resolverErr   error
+	invokeClient  *internalgrpc.Client
+	internal      *internalgrpc.Server
+	internalSrv   *grpc.Server
+	internalAddrs []net.Addr
+	internalPort  int
+	regMu         sync.Mutex
+	instance      nameresolution.Instance
+	registered    bool
 
 	httpSrv   *http.Server
 	grpcSrv   *grpc.Server
@@ -80,6 +98,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		secrets:     secrets.New(),
 		lock:        lock.NewForApp(opts.AppID),
 		appReady:    make(chan struct{}),
+		started:     time.Now(),
 	}
 	if opts.AppPort != 0 {
 		app, err := channel.New(channel.Options{
@@ -100,8 +119,10 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r.meta = metadata.New(opts.AppID, version.Version, app)
 	r.meta.SetExtended("daprRuntimeVersion", version.Version)
+	r.initInvoke(ctx)
 
 	if err := r.listen(); err != nil {
+		r.closeInvoke()
 		return nil, err
 	}
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -120,11 +141,16 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		cancel()
 		r.closeServers(context.Background())
 		r.bg.Wait()
+		r.closeInvoke()
 		r.closeBlocks() // the components that did initialise
 		return nil, err
 	}
+	// Announce the sidecar once it can serve calls, and report it
+	// outbound-ready only then, so that a caller that waited for
+	// /v1.0/healthz/outbound finds it.
+	r.register(ctx)
 	r.health.set(func(h *health) { h.outbound = true })
-	r.log.Info("Mecha sidecar APIs ready", "http", addrList(r.httpAddrs), "grpc", addrList(r.grpcAddrs), "version", version.Version)
+	r.log.Info("Mecha sidecar APIs ready", "http", addrList(r.httpAddrs), "grpc", addrList(r.grpcAddrs), "internal", addrList(r.internalAddrs), "version", version.Version)
 
 	if opts.AppPort == 0 {
 		r.health.set(func(h *health) { h.appReady = true })
@@ -150,6 +176,7 @@ func (r *Runtime) listen() error {
 		Handler: httpapi.Handler(httpapi.Deps{
 			AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
 			Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
+			Invoke:   r.invoke,
 			Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
 			Logger: r.log, APILogging: o.EnableAPILogging,
 		}),
@@ -169,6 +196,7 @@ func (r *Runtime) listen() error {
 	grpcapi.New(grpcapi.Deps{
 		AppID: o.AppID, State: r.state, Metadata: r.meta,
 		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
+		Invoke: r.invoke, MaxBodySize: o.MaxBodySize,
 		Shutdown: r.RequestShutdown, Logger: r.log,
 	}).Register(r.grpcSrv)
 
@@ -200,6 +228,17 @@ func (r *Runtime) listen() error {
 		r.bg.Go(func() {
 			if err := r.grpcSrv.Serve(gl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				r.log.Error("gRPC API server stopped", "error", err)
+			}
+		})
+	}
+	ilns, err := r.listenInternal()
+	if err != nil {
+		return fail(err)
+	}
+	for _, l := range ilns {
+		r.bg.Go(func() {
+			if err := r.internalSrv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				r.log.Error("internal gRPC server stopped", "error", err)
 			}
 		})
 	}
@@ -247,10 +286,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 		// Streaming subscriptions never end on their own: end them so the
 		// gRPC server's graceful stop does not wait out the grace period.
 		r.configuration.StopSubscriptions()
+		r.deregister(ctx)
 		r.closeServers(ctx)
 		r.bgCancel()
 		r.bg.Wait()
-		r.closeErr = r.closeBlocks()
+		r.closeErr = errors.Join(r.closeInvoke(), r.closeBlocks())
 		r.log.Info("sidecar stopped")
 	})
 	return r.closeErr
@@ -273,21 +313,34 @@ func (r *Runtime) closeBlocks() error {
 	return errors.Join(errs...)
 }
 
+// closeServers drains the API servers and the internal server together,
+// bounded by ctx.
 func (r *Runtime) closeServers(ctx context.Context) {
 	done := make(chan struct{})
+	idone := make(chan struct{})
 	go func() {
 		r.grpcSrv.GracefulStop()
 		close(done)
 	}()
+	go func() {
+		r.internalSrv.GracefulStop()
+		close(idone)
+	}()
 	if err := r.httpSrv.Shutdown(ctx); err != nil {
 		r.httpSrv.Close()
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		r.grpcSrv.Stop()
-		<-done
+	for _, c := range []struct {
+		done <-chan struct{}
+		srv  *grpc.Server
+	}{{done, r.grpcSrv}, {idone, r.internalSrv}} {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			c.srv.Stop()
+			<-c.done
+		}
 	}
+	r.internal.Wait()
 }
 
 // secretScopes converts the Configuration's spec.secrets.scopes.

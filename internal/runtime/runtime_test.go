@@ -245,6 +245,9 @@ func TestStartPortInUse(t *testing.T) {
 	}{
 		{"HTTP port", func(o *runtime.Options, free []int) { o.HTTPPort, o.GRPCPort = busyPort, free[0] }, "HTTP API: "},
 		{"gRPC port", func(o *runtime.Options, free []int) { o.HTTPPort, o.GRPCPort = free[0], busyPort }, "gRPC API: "},
+		{"internal gRPC port", func(o *runtime.Options, free []int) {
+			o.HTTPPort, o.GRPCPort, o.InternalGRPCPort = free[0], free[1], busyPort
+		}, "internal gRPC: "},
 		{"second listen address", func(o *runtime.Options, free []int) {
 			o.HTTPPort, o.GRPCPort = free[0], free[1]
 			o.ListenAddresses = []string{"127.0.0.1", "192.0.2.1"} // TEST-NET-1: not a local address

@@ -23,6 +23,18 @@ func Home() (string, error) {
 	return filepath.Join(u, ".mecha"), nil
 }
 
+// RegistryFile is the name resolution registry every sidecar of this user
+// on the host shares (nameresolution.sqlite): <home>/nameresolution.db. It
+// is used even with --resources-path, since apps must find each other
+// whatever their resources; the resolver creates the directory.
+func RegistryFile() (string, error) {
+	home, err := Home()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, "nameresolution.db"), nil
+}
+
 // Layout is where the defaults live under a home directory.
 type Layout struct {
 	Home       string

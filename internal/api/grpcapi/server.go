@@ -19,6 +19,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
@@ -34,6 +35,10 @@ type Deps struct {
 	Lock          *lock.Block
 	Configuration *configuration.Block
 	Bindings      *bindings.Block
+	// Invoke is service invocation; nil answers "invoke API is not ready".
+	Invoke *invoke.Block
+	// MaxBodySize limits the response bodies InvokeService holds, in bytes.
+	MaxBodySize int64
 	// Shutdown asks the runtime to shut down gracefully; it must not block.
 	Shutdown func()
 	Logger   *slog.Logger
@@ -49,6 +54,9 @@ type Server struct {
 func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.MaxBodySize <= 0 {
+		d.MaxBodySize = 4 << 20
 	}
 	return &Server{Deps: d}
 }

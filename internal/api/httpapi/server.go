@@ -16,6 +16,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
+	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
@@ -39,7 +40,9 @@ type Deps struct {
 	Lock          *lock.Block
 	Configuration *configuration.Block
 	Bindings      *bindings.Block
-	Health        Health
+	// Invoke is service invocation; nil answers "invoke API is not ready".
+	Invoke *invoke.Block
+	Health Health
 	// Shutdown asks the runtime to shut down gracefully; it must not block.
 	Shutdown func()
 	// MaxBodySize limits request bodies, in bytes.
@@ -86,11 +89,20 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1.0/healthz/outbound", a.healthzOutbound)
 	mux.HandleFunc("POST /v1.0/shutdown", a.shutdown)
 
-	// Everything else is what daprd treats as service invocation by header;
-	// until invocation exists, answer as daprd does without a dapr-app-id.
-	mux.HandleFunc("/", a.fallback)
+	// Everything else is service invocation by header (dapr-app-id or
+	// Basic auth), or a 404 ERR_DIRECT_INVOKE without one, as in daprd.
+	mux.HandleFunc("/", a.invoke)
 
-	return a.middleware(mux)
+	// /v1.0/invoke/… bypasses the router, whose path cleaning would
+	// redirect methods with "//" or "..".
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isInvoke(r) {
+			a.invoke(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return a.middleware(root)
 }
 
 // middleware applies, in order: panic recovery, trailing-slash tolerance,
@@ -197,8 +209,4 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-func (a *api) fallback(w http.ResponseWriter, r *http.Request) {
-	apierr.WriteHTTP(w, apierr.DirectInvokeNoAppID.New("failed getting app id either from the URL path or the header dapr-app-id"))
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -106,6 +107,9 @@ func runApp(cmd *cobra.Command, f *sidecar.Flags, regs *kinds.Registries, args [
 	if err != nil {
 		return err
 	}
+	if len(args) > 0 {
+		opts.AppCommand = strings.Join(args, " ")
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rt, err := runtime.Start(ctx, opts)
@@ -139,6 +143,7 @@ func runApp(cmd *cobra.Command, f *sidecar.Flags, regs *kinds.Registries, args [
 		return fmt.Errorf("starting the app: %w", err)
 	}
 	logger.Info("app started", "pid", app.Process.Pid, "command", args)
+	rt.SetAppProcess(ctx, app.Process.Pid, opts.AppCommand)
 	exited := make(chan error, 1)
 	go func() { exited <- app.Wait() }()
 

@@ -347,8 +347,15 @@ func TestResourcesPathSkipsDefaults(t *testing.T) {
 	if err := r.wait(t, 20*time.Second); err != nil {
 		t.Fatalf("mecha run: %v\n%s", err, r.out)
 	}
-	if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("MECHA_HOME was touched although --resources-path was given: %v", err)
+	// Only the name resolution registry lives there then: apps find each
+	// other whatever their resources.
+	for _, d := range []string{"components", "data"} {
+		if _, err := os.Stat(filepath.Join(home, d)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("MECHA_HOME/%s was created although --resources-path was given: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "nameresolution.db")); err != nil {
+		t.Fatalf("the name resolution registry is not in MECHA_HOME: %v", err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/internal/logging"
 	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
 
 // Flags are the daprd-compatible sidecar flags.
@@ -32,6 +33,7 @@ type Flags struct {
 	GRPCPort          int
 	InternalGRPCPort  int
 	ListenAddresses   string
+	InternalListen    string
 	ResourcesPaths    []string
 	ComponentsPaths   []string
 	Config            []string
@@ -51,7 +53,7 @@ type Flags struct {
 // one logs a warning instead of failing, so daprd command lines keep working.
 var compatFlags = []string{
 	"mode", "placement-host-address", "scheduler-host-address", "metrics-port", "enable-metrics",
-	"metrics-listen-address", "dapr-public-port", "dapr-public-listen-address", "dapr-internal-grpc-listen-address",
+	"metrics-listen-address", "dapr-public-port", "dapr-public-listen-address",
 	"sentry-address", "enable-mtls", "control-plane-address", "control-plane-trust-domain", "control-plane-namespace",
 	"enable-app-health-check", "app-health-check-path", "app-health-probe-interval", "app-health-probe-timeout",
 	"app-health-threshold", "enable-profiling", "profile-port", "unix-domain-socket", "dapr-http-read-buffer-size",
@@ -67,8 +69,9 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&f.AppMaxConcurrency, "app-max-concurrency", -1, "in-flight request limit towards the app (-1: unlimited)")
 	fs.IntVar(&f.HTTPPort, "dapr-http-port", 3500, "HTTP API port")
 	fs.IntVar(&f.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port")
-	fs.IntVar(&f.InternalGRPCPort, "dapr-internal-grpc-port", 0, "sidecar-to-sidecar gRPC port")
+	fs.IntVar(&f.InternalGRPCPort, "dapr-internal-grpc-port", 0, "sidecar-to-sidecar gRPC port (service invocation; 0: a free port)")
 	fs.StringVar(&f.ListenAddresses, "dapr-listen-addresses", "127.0.0.1", "comma-separated addresses the APIs listen on (0.0.0.0 for all)")
+	fs.StringVar(&f.InternalListen, "dapr-internal-grpc-listen-address", "", "comma-separated addresses the internal gRPC server listens on (default: --dapr-listen-addresses; 127.0.0.1 always)")
 	fs.StringArrayVar(&f.ResourcesPaths, "resources-path", nil, "folder with Component YAML (repeatable)")
 	fs.StringArrayVar(&f.ComponentsPaths, "components-path", nil, "deprecated alias of --resources-path")
 	fs.StringArrayVar(&f.Config, "config", nil, "Configuration resource file")
@@ -133,31 +136,41 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 			logger.Warn("flag accepted for daprd compatibility but has no effect yet", "flag", "--"+name, "value", *v)
 		}
 	}
+	// The registry other sidecars of the host find this one in; without a
+	// home directory, the runtime falls back to the data directory.
+	registry, _ := selfhosted.RegistryFile()
+	return runtime.Options{
+		AppID:                   f.AppID,
+		AppPort:                 f.AppPort,
+		AppProtocol:             f.AppProtocol,
+		AppChannelAddress:       f.AppChannelAddress,
+		AppMaxConcurrency:       f.AppMaxConcurrency,
+		HTTPPort:                f.HTTPPort,
+		GRPCPort:                f.GRPCPort,
+		ListenAddresses:         splitAddrs(f.ListenAddresses),
+		InternalGRPCPort:        f.InternalGRPCPort,
+		InternalListenAddresses: splitAddrs(f.InternalListen),
+		RegistryFile:            registry,
+		ResourcesPaths:          append(append([]string(nil), f.ResourcesPaths...), f.ComponentsPaths...),
+		ConfigFiles:             f.Config,
+		Namespace:               os.Getenv("NAMESPACE"),
+		DataDir:                 f.DataDir,
+		MaxBodySize:             limit,
+		GracefulShutdown:        time.Duration(f.GracefulSeconds) * time.Second,
+		EnableAPILogging:        f.EnableAPILogging,
+		Logger:                  logger,
+		Registries:              regs,
+	}, nil
+}
+
+func splitAddrs(s string) []string {
 	var addrs []string
-	for _, a := range strings.Split(f.ListenAddresses, ",") {
+	for _, a := range strings.Split(s, ",") {
 		if a = strings.Trim(strings.TrimSpace(a), "[]"); a != "" {
 			addrs = append(addrs, a)
 		}
 	}
-	return runtime.Options{
-		AppID:             f.AppID,
-		AppPort:           f.AppPort,
-		AppProtocol:       f.AppProtocol,
-		AppChannelAddress: f.AppChannelAddress,
-		AppMaxConcurrency: f.AppMaxConcurrency,
-		HTTPPort:          f.HTTPPort,
-		GRPCPort:          f.GRPCPort,
-		ListenAddresses:   addrs,
-		ResourcesPaths:    append(append([]string(nil), f.ResourcesPaths...), f.ComponentsPaths...),
-		ConfigFiles:       f.Config,
-		Namespace:         os.Getenv("NAMESPACE"),
-		DataDir:           f.DataDir,
-		MaxBodySize:       limit,
-		GracefulShutdown:  time.Duration(f.GracefulSeconds) * time.Second,
-		EnableAPILogging:  f.EnableAPILogging,
-		Logger:            logger,
-		Registries:        regs,
-	}, nil
+	return addrs
 }
 
 // Command returns `mecha sidecar`.

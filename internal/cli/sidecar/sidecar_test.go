@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -137,6 +138,8 @@ func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 
 func TestFlagsDefaults(t *testing.T) {
 	t.Setenv("NAMESPACE", "")
+	home := t.TempDir()
+	t.Setenv("MECHA_HOME", home)
 	f, err := parse(t, "--app-id", "orders")
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +158,7 @@ func TestFlagsDefaults(t *testing.T) {
 		HTTPPort:          3500,
 		GRPCPort:          50001,
 		ListenAddresses:   []string{"127.0.0.1"},
+		RegistryFile:      filepath.Join(home, "nameresolution.db"),
 		MaxBodySize:       4 << 20,
 		GracefulShutdown:  5 * time.Second,
 		Logger:            o.Logger,
@@ -184,6 +188,17 @@ func TestFlagsDaprdNames(t *testing.T) {
 			check: func(t *testing.T, o runtime.Options) {
 				got := []any{o.AppPort, o.AppProtocol, o.AppChannelAddress, o.AppMaxConcurrency, o.HTTPPort, o.GRPCPort, o.EnableAPILogging, o.GracefulShutdown, o.DataDir}
 				want := []any{8080, "grpc", "10.0.0.2", 3, 3600, 50002, true, 9 * time.Second, "/d"}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("got %v, want %v", got, want)
+				}
+			},
+		},
+		{
+			name: "internal gRPC port and listen addresses",
+			args: []string{"--dapr-internal-grpc-port", "50002", "--dapr-internal-grpc-listen-address", "10.0.0.3, [::1]", "--dapr-listen-addresses", "0.0.0.0"},
+			check: func(t *testing.T, o runtime.Options) {
+				got := []any{o.InternalGRPCPort, o.InternalListenAddresses, o.ListenAddresses}
+				want := []any{50002, []string{"10.0.0.3", "::1"}, []string{"0.0.0.0"}}
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("got %v, want %v", got, want)
 				}
