@@ -83,6 +83,44 @@ spec:
     value: "true"
 `, filepath.Join(l.Data, "state.db")),
 	}}
+	defaults = append(defaults, struct {
+		name, what, body string
+	}{
+		name: "lockstore.yaml",
+		what: "lock store \"lockstore\" (lock.sqlite, embedded)",
+		body: fmt.Sprintf(`# Created by mecha: the default distributed lock store, an embedded SQLite file.
+# Point the same name at lock.redis or lock.postgresql to share locks across hosts.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: lockstore
+spec:
+  type: lock.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: %q
+`, filepath.Join(l.Data, "lock.db")),
+	}, struct {
+		name, what, body string
+	}{
+		name: "configstore.yaml",
+		what: "configuration store \"configstore\" (configuration.sqlite, embedded)",
+		body: fmt.Sprintf(`# Created by mecha: the default configuration store, an embedded SQLite file.
+# Items live in its "configuration" table (key, value, version, metadata);
+# point the same name at configuration.redis or configuration.postgresql to use a server.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: configstore
+spec:
+  type: configuration.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: %q
+`, filepath.Join(l.Data, "configuration.db")),
+	})
 	var out []File
 	for _, d := range defaults {
 		p := filepath.Join(l.Components, d.name)

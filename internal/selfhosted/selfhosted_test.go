@@ -53,8 +53,14 @@ func TestEnsureDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0].Path != statestore || !files[0].Created || !strings.Contains(files[0].What, "state.sqlite") {
-		t.Fatalf("first EnsureDefaults = %+v, want statestore.yaml created", files)
+	wantFiles := []string{"statestore.yaml", "lockstore.yaml", "configstore.yaml"}
+	if len(files) != len(wantFiles) || files[0].Path != statestore || !strings.Contains(files[0].What, "state.sqlite") {
+		t.Fatalf("first EnsureDefaults = %+v, want %v created", files, wantFiles)
+	}
+	for i, f := range files {
+		if f.Path != filepath.Join(l.Components, wantFiles[i]) || !f.Created {
+			t.Fatalf("default %d = %+v, want %s created", i, f, wantFiles[i])
+		}
 	}
 	for _, d := range []string{l.Home, l.Components, l.Data} {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
@@ -71,8 +77,10 @@ func TestEnsureDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0].Created {
-		t.Fatalf("second EnsureDefaults = %+v, want statestore.yaml kept", files)
+	for _, f := range files {
+		if f.Created {
+			t.Fatalf("second EnsureDefaults = %+v, want every default kept", files)
+		}
 	}
 	if again, _ := os.ReadFile(statestore); string(again) != string(first) {
 		t.Fatalf("file rewritten:\n%s\nwas:\n%s", again, first)
@@ -113,11 +121,31 @@ func TestDefaultComponentParses(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := config.Load([]string{l.Components}, config.LoadOptions{AppID: "anyapp", Namespace: "default"})
-			if len(res.Errors) != 0 || len(res.Components) != 1 {
+			if len(res.Errors) != 0 || len(res.Components) != 3 {
 				t.Fatalf("loading the defaults: components %+v, errors %+v", res.Components, res.Errors)
 			}
-			c := res.Components[0]
-			if c.Name != "statestore" || c.Spec.Type != "state.sqlite" || c.Version() != "v1" || len(c.Scopes) != 0 {
+			types := map[string]string{}
+			dbs := map[string]string{}
+			for _, c := range res.Components {
+				types[c.Name] = c.Spec.Type
+				for _, m := range c.Spec.Metadata {
+					if m.Name == "connectionString" {
+						dbs[c.Name] = m.Value.String
+					}
+				}
+			}
+			wantTypes := map[string]string{"statestore": "state.sqlite", "lockstore": "lock.sqlite", "configstore": "configuration.sqlite"}
+			wantDBs := map[string]string{"statestore": filepath.Join(l.Data, "state.db"), "lockstore": filepath.Join(l.Data, "lock.db"), "configstore": filepath.Join(l.Data, "configuration.db")}
+			if !reflect.DeepEqual(types, wantTypes) || !reflect.DeepEqual(dbs, wantDBs) {
+				t.Fatalf("defaults = %v %v, want %v %v", types, dbs, wantTypes, wantDBs)
+			}
+			var c config.Component
+			for _, comp := range res.Components {
+				if comp.Name == "statestore" {
+					c = comp
+				}
+			}
+			if c.Spec.Type != "state.sqlite" || c.Version() != "v1" || len(c.Scopes) != 0 {
 				t.Fatalf("default component = %+v", c)
 			}
 			md := map[string]string{}

@@ -35,6 +35,8 @@ func TestInit(t *testing.T) {
 		"Mecha home: " + home,
 		"  data:       " + filepath.Join(home, "data"),
 		"  created:    " + statestore + ": state store \"statestore\" (state.sqlite, embedded, actor state store)",
+		"  created:    " + filepath.Join(home, "components", "lockstore.yaml") + ": lock store \"lockstore\" (lock.sqlite, embedded)",
+		"  created:    " + filepath.Join(home, "components", "configstore.yaml") + ": configuration store \"configstore\" (configuration.sqlite, embedded)",
 		"Ready: `mecha run --app-id myapp -- <your command>` uses these defaults.",
 	}
 	if got := strings.Split(strings.TrimRight(out, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(wantLines, "\n") {
