@@ -45,6 +45,8 @@ type Block struct {
 	// grpcSubs caches the gRPC app's ListInputBindings answer.
 	grpcSubsMu sync.Mutex
 	grpcSubs   map[string]bool
+	// saveState persists state an app returns from an input event.
+	saveState StateSaver
 }
 
 // output is an output binding with its operations, probed once at Add.

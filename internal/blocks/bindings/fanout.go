@@ -4,20 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
+	"github.com/mecha-dev/mecha/internal/blocks/state"
 )
 
 // appResponse is Dapr's optional answer of an app to an input event: state
 // to save and output bindings to invoke with data.
 type appResponse struct {
-	StoreName   string            `json:"storeName"`
-	State       []json.RawMessage `json:"state"`
-	To          []string          `json:"to"`
-	Data        json.RawMessage   `json:"data"`
-	Concurrency string            `json:"concurrency"`
+	StoreName   string          `json:"storeName"`
+	State       []stateItemJSON `json:"state"`
+	To          []string        `json:"to"`
+	Data        json.RawMessage `json:"data"`
+	Concurrency string          `json:"concurrency"`
 }
 
 // parseAppResponse reads an HTTP app's answer. Only a JSON object that asks
@@ -43,8 +45,13 @@ func grpcAppResponse(resp *runtimev1.BindingEventResponse) (appResponse, bool) {
 	if d := resp.GetData(); len(d) > 0 && json.Valid(d) {
 		r.Data = d
 	}
-	for range resp.GetStates() {
-		r.State = append(r.State, nil)
+	for _, it := range resp.GetStates() {
+		si := stateItemJSON{Key: it.GetKey(), Value: it.GetValue(), Metadata: it.GetMetadata()}
+		if e := it.GetEtag(); e != nil {
+			v := e.GetValue()
+			si.ETag = &v
+		}
+		r.State = append(r.State, si)
 	}
 	return r, len(r.To) > 0 || len(r.State) > 0
 }
@@ -57,9 +64,7 @@ func grpcAppResponse(resp *runtimev1.BindingEventResponse) (appResponse, bool) {
 func (b *Block) fanOut(runCtx, ctx context.Context, from string, r appResponse) {
 	log := b.log.With("binding", from)
 	if len(r.State) > 0 {
-		// TODO: save r.State in r.StoreName once the state block is
-		// reachable from here (daprd saves it with the store's bulk set).
-		log.Warn("the app's answer asks to save state; saving state from input binding answers is not supported yet and was ignored", "storeName", r.StoreName, "items", len(r.State))
+		b.saveAppState(ctx, log, r)
 	}
 	if len(r.To) == 0 {
 		return
@@ -88,5 +93,42 @@ func (b *Block) fanOut(runCtx, ctx context.Context, from string, r appResponse) 
 		if send(ctx, to) != nil {
 			return
 		}
+	}
+}
+
+// stateItemJSON is one item of the app's "state" answer, in the shape of a
+// state save request item.
+type stateItemJSON struct {
+	Key      string            `json:"key"`
+	Value    json.RawMessage   `json:"value"`
+	ETag     *string           `json:"etag"`
+	Metadata map[string]string `json:"metadata"`
+}
+
+// StateSaver saves items in a state store; the runtime wires the state
+// block's Save.
+type StateSaver func(ctx context.Context, store string, items []state.SaveItem) error
+
+// SetStateSaver lets input binding answers save state ("storeName" and
+// "state"), as daprd does.
+func (b *Block) SetStateSaver(s StateSaver) { b.saveState = s }
+
+// saveAppState saves the state an app's answer carries; failures are
+// logged: the event itself was accepted, as in daprd.
+func (b *Block) saveAppState(ctx context.Context, log *slog.Logger, r appResponse) {
+	if b.saveState == nil || r.StoreName == "" {
+		log.Warn("the app's answer asks to save state but names no usable state store; ignored", "storeName", r.StoreName, "items", len(r.State))
+		return
+	}
+	items := make([]state.SaveItem, len(r.State))
+	for i, it := range r.State {
+		v := []byte(it.Value)
+		if v == nil {
+			v = []byte("null")
+		}
+		items[i] = state.SaveItem{Key: it.Key, Value: v, ETag: it.ETag, Metadata: it.Metadata}
+	}
+	if err := b.saveState(ctx, r.StoreName, items); err != nil {
+		log.Error("saving the state the app's answer carries failed", "storeName", r.StoreName, "error", err)
 	}
 }
