@@ -32,6 +32,8 @@ import (
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/components/bindings/internal/mdcheck"
+	"github.com/mecha-dev/mecha/components/internal/postgresconn"
+	"github.com/mecha-dev/mecha/components/internal/props"
 )
 
 // Operations of the binding.
@@ -40,9 +42,6 @@ const (
 	OperationQuery bindings.Operation = "query"
 	OperationClose bindings.Operation = "close"
 )
-
-// defaultTimeout bounds Init's connection check.
-const defaultTimeout = 20 * time.Second
 
 // Binding is the PostgreSQL output binding.
 type Binding struct {
@@ -66,31 +65,25 @@ func New(d components.Deps) *Binding {
 // Init opens the pool and checks the connection. The metadata is
 // connectionString (alias url, Dapr's older name): a pgx connection string,
 // URL or key/value form, where pool settings such as pool_max_conns go too.
-// timeout (default 20s) bounds the connection check.
+// timeout (alias timeoutInSeconds, default 20s) bounds the connection check.
 func (b *Binding) Init(ctx context.Context, md components.Metadata) error {
-	mdcheck.WarnUnknown(b.log, md, "connectionString", "url", "timeout")
-	dsn := strings.TrimSpace(md.String("connectionString", md.String("url", "")))
-	if dsn == "" {
+	mdcheck.WarnUnknown(b.log, md, "connectionString", "url", "timeout", "timeoutInSeconds")
+	r := props.New(md, postgresconn.Unit)
+	if r.Name("connectionString", "url") == "" {
 		return errors.New(`metadata "connectionString" is required`)
 	}
-	timeout, err := md.Duration("timeout", time.Second, defaultTimeout)
-	if err != nil {
+	s := postgresconn.Parse(r, "connectionString", "url")
+	if err := r.Err(); err != nil {
 		return err
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := s.PoolConfig()
 	if err != nil {
 		// pgx's message may quote the string, password included.
 		return errors.New(`metadata "connectionString" is not a valid PostgreSQL connection string`)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := s.Open(ctx, cfg, nil)
 	if err != nil {
-		return fmt.Errorf("opening the connection pool: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return fmt.Errorf("connecting to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+		return fmt.Errorf("postgresql: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -19,11 +19,11 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/components/bindings/internal/mdcheck"
+	"github.com/mecha-dev/mecha/components/internal/redisconn"
 )
 
 // OperationIncrement increments a key's integer value.
@@ -48,24 +48,17 @@ func New(d components.Deps) *Binding {
 	return &Binding{log: log}
 }
 
-// Init connects and pings Redis within ctx.
+// Init connects and pings Redis within ctx (see redisconn.Settings for the
+// metadata).
 func (b *Binding) Init(ctx context.Context, md components.Metadata) error {
 	s, err := parseSettings(md)
 	if err != nil {
 		return err
 	}
-	mdcheck.WarnUnknown(b.log, md, "redisHost", "redisPort", "redisUsername", "redisPassword", "redisDB", "enableTLS",
-		"insecureSkipTLSVerify", "dialTimeout", "readTimeout", "writeTimeout", "maxRetries", "redisMaxRetries", "poolSize", "redisType")
-	c := goredis.NewClient(&goredis.Options{
-		Addr: s.Addr, Username: s.Username, Password: s.Password, DB: s.DB, TLSConfig: s.TLS,
-		DialTimeout: s.DialTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
-		MaxRetries: s.MaxRetries, PoolSize: s.PoolSize,
-		ContextTimeoutEnabled:    true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
-		return fmt.Errorf("connecting to redis at %s: %w", s.Addr, err)
+	mdcheck.WarnUnknown(b.log, md, redisconn.Properties...)
+	c, err := redisconn.Connect(ctx, b.log, s)
+	if err != nil {
+		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -95,9 +95,9 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 		s.log.Warn(w)
 	}
 	s.cfg, s.table = cfg, ident(cfg.Table)
-	pcfg, err := pgxpool.ParseConfig(cfg.ConnectionString)
+	pcfg, err := cfg.PoolConfig()
 	if err != nil {
-		return fmt.Errorf("postgresql: invalid connectionString: %w", err)
+		return fmt.Errorf("postgresql: %w", err)
 	}
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = int32(cfg.MaxConns)
@@ -105,57 +105,51 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	if cfg.MaxConnIdleTime > 0 {
 		pcfg.MaxConnIdleTime = cfg.MaxConnIdleTime
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	var created bool
+	pool, err := cfg.Open(ctx, pcfg, func(ctx context.Context, pool *pgxpool.Pool) (err error) {
+		created, err = s.setup(ctx, pool)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("postgresql: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return fmt.Errorf("postgresql: cannot connect: %w", err)
-	}
 	s.pool = pool
-	created, err := s.setup(ctx)
-	if err != nil {
-		return err
-	}
 	s.log.Info("postgresql configuration store ready", "table", cfg.Table, "created", created, "notifyChannel", s.channel)
 	return nil
 }
 
 // setup creates the table and triggers when the table is missing, and finds
 // out whether the table carries Mecha's notify trigger.
-func (s *Store) setup(ctx context.Context) (created bool, err error) {
-	tx, err := s.pool.Begin(ctx)
+func (s *Store) setup(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) {
+	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("postgresql: %w", err)
+		return false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
 	if _, err := tx.Exec(ctx, schemaLock); err != nil {
-		return false, fmt.Errorf("postgresql: lock schema setup: %w", err)
+		return false, fmt.Errorf("lock schema setup: %w", err)
 	}
 	var exists bool
 	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.table).Scan(&exists); err != nil {
-		return false, fmt.Errorf("postgresql: look up table %s: %w", s.cfg.Table, err)
+		return false, fmt.Errorf("look up table %s: %w", s.cfg.Table, err)
 	}
 	if !exists {
 		for _, stmt := range s.schema() {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return false, fmt.Errorf("postgresql: create table %s: %w", s.cfg.Table, err)
+				return false, fmt.Errorf("create table %s: %w", s.cfg.Table, err)
 			}
 		}
 		created = true
 	}
 	var ours bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)", s.table, notifyTrigger).Scan(&ours); err != nil {
-		return false, fmt.Errorf("postgresql: look up triggers of %s: %w", s.cfg.Table, err)
+		return false, fmt.Errorf("look up triggers of %s: %w", s.cfg.Table, err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT key::text, value::text, version::text, metadata::text FROM "+s.table+" LIMIT 0"); err != nil {
-		return false, fmt.Errorf("postgresql: table %s lacks the columns key, value, version, metadata: %w", s.cfg.Table, err)
+		return false, fmt.Errorf("table %s lacks the columns key, value, version, metadata: %w", s.cfg.Table, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("postgresql: create table %s: %w", s.cfg.Table, err)
+		return false, fmt.Errorf("create table %s: %w", s.cfg.Table, err)
 	}
 	if ours {
 		s.channel = defaultChannel(s.cfg.Table)

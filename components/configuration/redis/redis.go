@@ -44,11 +44,11 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/configuration"
 	"github.com/mecha-dev/mecha/components/configuration/internal/watch"
+	"github.com/mecha-dev/mecha/components/internal/redisconn"
 )
 
 const (
@@ -93,36 +93,13 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	for _, w := range warnings {
 		s.log.Warn(w)
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:                  cfg.Addr,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		TLSConfig:             cfg.TLS,
-		MaxRetries:            cfg.MaxRetries,
-		MaxRetryBackoff:       cfg.MaxRetryBackoff,
-		DialTimeout:           cfg.DialTimeout,
-		DialerRetries:         1,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		ContextTimeoutEnabled: true,
-		PoolSize:              cfg.PoolSize,
-		// A single node sends no maintenance notifications; don't probe.
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, max(10*time.Second, cfg.DialTimeout+cfg.ReadTimeout))
-		defer cancel()
-	}
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return fmt.Errorf("redis: cannot reach %s: %w", cfg.Addr, err)
+	client, err := redisconn.Connect(ctx, s.log, cfg.Settings)
+	if err != nil {
+		return err
 	}
 	s.client, s.addr = client, cfg.Addr
 	s.channel = "__keyspace@" + strconv.Itoa(cfg.DB) + "__:"
 	s.timeout = max(cfg.DialTimeout+cfg.ReadTimeout, 5*time.Second)
-	s.log.Info("connected to redis", "addr", cfg.Addr, "db", cfg.DB, "tls", cfg.TLS != nil)
 	return nil
 }
 

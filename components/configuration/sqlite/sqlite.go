@@ -44,18 +44,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/configuration"
 	"github.com/mecha-dev/mecha/components/configuration/internal/watch"
+	"github.com/mecha-dev/mecha/components/internal/sqliteconn"
 )
 
 const (
@@ -103,28 +100,25 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 	if s.cfg, err = parseConfig(md); err != nil {
 		return err
 	}
-	if err := s.cfg.ensureDir(); err != nil {
+	if err := s.cfg.EnsureDir(); err != nil {
 		return err
 	}
 	s.table = `"` + s.cfg.Table + `"`
-	if s.db, err = sql.Open("sqlite", s.cfg.dsn()); err != nil {
-		return fmt.Errorf("open database: %w", err)
+	if s.db, err = sqliteconn.Open(s.cfg.DSN(), maxConns); err != nil {
+		return err
 	}
-	s.db.SetMaxOpenConns(maxConns)
-	s.db.SetMaxIdleConns(maxConns)
-	s.db.SetConnMaxIdleTime(5 * time.Minute)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	if err := retryBusy(ctx, func() error { return s.setup(ctx) }); err != nil {
+	if err := sqliteconn.RetryBusy(ctx, func() error { return s.setup(ctx) }); err != nil {
 		return err
 	}
 	if s.poll, err = s.db.Conn(ctx); err != nil {
-		return fmt.Errorf("open database %s: %w", s.cfg.path, err)
+		return fmt.Errorf("open database %s: %w", s.cfg.Path, err)
 	}
 	pctx, stop := context.WithCancel(context.Background())
 	s.stopPoll = stop
 	s.wg.Go(func() { s.pollLoop(pctx) })
-	s.log.Debug("sqlite configuration store ready", "path", s.cfg.path, "table", s.cfg.Table, "pollInterval", s.cfg.PollInterval)
+	s.log.Debug("sqlite configuration store ready", "path", s.cfg.Path, "table", s.cfg.Table, "pollInterval", s.cfg.PollInterval)
 	return nil
 }
 
@@ -132,18 +126,14 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 // and the reverse) and creates the schema, in one immediate transaction so
 // that sidecars starting together do not trip over each other.
 func (s *Store) setup(ctx context.Context) error {
-	if !s.cfg.DisableWAL {
-		var mode string
-		if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = wal").Scan(&mode); err != nil {
-			return fmt.Errorf("open database %s: %w", s.cfg.path, err)
-		}
-		if !strings.EqualFold(mode, "wal") {
-			s.log.Warn("sqlite could not switch to WAL", "journal_mode", mode, "path", s.cfg.path)
+	if !s.cfg.DisableWAL { // else the file keeps the journal its writers chose
+		if err := s.cfg.SetJournalMode(ctx, s.db, s.log); err != nil {
+			return err
 		}
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", s.cfg.path, err)
+		return fmt.Errorf("open database %s: %w", s.cfg.Path, err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -187,23 +177,6 @@ CREATE TRIGGER IF NOT EXISTS "` + name + `_version_update" AFTER UPDATE OF value
 BEGIN
 	` + bump + `
 END;`
-}
-
-// retryBusy retries f while another process holds the database locked
-// beyond the busy timeout (a journal mode switch does not wait for it).
-func retryBusy(ctx context.Context, f func() error) error {
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := f()
-		var se *sqlite.Error
-		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait + rand.N(wait)):
-		}
-	}
 }
 
 // querier is *sql.DB or *sql.Conn.

@@ -24,8 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -106,28 +104,14 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	s.q = newQueries(s.cfg.Table)
-	poolCfg, err := pgxpool.ParseConfig(s.cfg.ConnectionString)
-	if err != nil {
-		// pgconn redacts the password in this error.
-		return fmt.Errorf("postgres: invalid connectionString: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	pool, err := s.cfg.Connect(ctx, func(ctx context.Context, pool *pgxpool.Pool) error {
+		if err := s.ensureTable(ctx, pool); err != nil {
+			return fmt.Errorf("table %s: %w", s.cfg.Table.Sanitize(), err)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
-	if err := pool.Ping(ctx); err != nil {
-		cc := poolCfg.ConnConfig
-		return fmt.Errorf("postgres: cannot connect to %s as %q: %w", net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.User, err)
-	}
-	if err := s.ensureTable(ctx, pool); err != nil {
-		return fmt.Errorf("postgres: table %s: %w", s.cfg.Table.Sanitize(), err)
 	}
 	s.pool = pool
 	if s.cfg.CleanupInterval > 0 {

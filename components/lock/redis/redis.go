@@ -29,9 +29,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mecha-dev/mecha/components"
+	"github.com/mecha-dev/mecha/components/internal/redisconn"
 	"github.com/mecha-dev/mecha/components/lock"
 )
 
@@ -78,43 +78,14 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	for _, w := range warnings {
 		s.log.Warn(w)
 	}
-	retries := cfg.MaxRetries
-	if retries == 0 {
-		retries = -1 // go-redis reads 0 as "its default, 3"; -1 is none
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = -1 // go-redis reads 0 as "its default, 3"; -1 is none
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:                  cfg.Addr,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		TLSConfig:             cfg.TLS,
-		MaxRetries:            retries,
-		MinRetryBackoff:       cfg.MinRetryBackoff,
-		MaxRetryBackoff:       cfg.MaxRetryBackoff,
-		DialTimeout:           cfg.DialTimeout,
-		DialerRetries:         1,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		ContextTimeoutEnabled: true, // honour the callers' deadlines
-		PoolSize:              cfg.PoolSize,
-		MinIdleConns:          cfg.MinIdleConns,
-		PoolTimeout:           cfg.PoolTimeout,
-		ConnMaxIdleTime:       cfg.ConnMaxIdleTime,
-		ConnMaxLifetime:       cfg.ConnMaxLifetime,
-		// A single node sends no maintenance notifications; don't probe.
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, max(10*time.Second, cfg.DialTimeout+cfg.ReadTimeout))
-		defer cancel()
-	}
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return fmt.Errorf("redis: cannot reach %s: %w", cfg.Addr, err)
+	client, err := redisconn.Connect(ctx, s.log, cfg)
+	if err != nil {
+		return err
 	}
 	s.client, s.addr = client, cfg.Addr
-	s.log.Info("connected to redis", "addr", cfg.Addr, "db", cfg.DB, "tls", cfg.TLS != nil)
 	return nil
 }
 

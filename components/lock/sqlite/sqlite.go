@@ -34,16 +34,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/mecha-dev/mecha/components"
+	"github.com/mecha-dev/mecha/components/internal/sqliteconn"
 	"github.com/mecha-dev/mecha/components/lock"
 )
 
@@ -107,31 +103,17 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 			s.Close()
 		}
 	}()
-	if err := s.cfg.ensureDir(); err != nil {
+	if err := s.cfg.EnsureDir(); err != nil {
 		return err
 	}
 	s.q = newQueries(s.cfg.TableName)
-	if s.db, err = sql.Open("sqlite", s.cfg.dsn()); err != nil {
-		return fmt.Errorf("sqlite: open database: %w", err)
+	if s.db, err = sqliteconn.Open(s.cfg.DSN(sqliteconn.SyncNormal, sqliteconn.TxImmediate), 1); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
-	// One connection, kept forever (an in-memory database lives as long as
-	// its connection).
-	s.db.SetMaxOpenConns(1)
-	s.db.SetMaxIdleConns(1)
-	s.db.SetConnMaxLifetime(0)
-	s.db.SetConnMaxIdleTime(0)
 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	// Sidecars started together race to create the file, switch it to WAL
-	// and create the table; the journal mode switch reports SQLITE_BUSY
-	// without waiting for the busy timeout, so the setup is retried.
-	if err := retryBusy(ctx, func() error {
-		if err := s.setJournalMode(ctx); err != nil {
-			return err
-		}
-		return s.createSchema(ctx)
-	}); err != nil {
+	if err := s.cfg.Setup(ctx, s.db, s.log, s.createSchema); err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	if s.cfg.CleanupInterval > 0 {
@@ -139,31 +121,7 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 		s.stopCleanup = stop
 		s.wg.Go(func() { s.cleanupLoop(cctx, s.cfg.CleanupInterval) })
 	}
-	s.log.Debug("sqlite lock store ready", "path", s.cfg.path, "table", s.cfg.TableName, "inMemory", s.cfg.inMemory)
-	return nil
-}
-
-func (s *Store) setJournalMode(ctx context.Context) error {
-	if s.cfg.inMemory {
-		return nil
-	}
-	want := "wal"
-	if s.cfg.DisableWAL {
-		want = "delete"
-	}
-	var got string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&got); err != nil {
-		return fmt.Errorf("open database %s: %w", s.cfg.path, err)
-	}
-	if strings.EqualFold(got, want) {
-		return nil
-	}
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode = "+want).Scan(&got); err != nil {
-		return fmt.Errorf("open database %s: set journal_mode %s: %w", s.cfg.path, want, err)
-	}
-	if !strings.EqualFold(got, want) {
-		s.log.Warn("sqlite could not switch journal mode", "want", want, "got", got, "path", s.cfg.path)
-	}
+	s.log.Debug("sqlite lock store ready", "path", s.cfg.Path, "table", s.cfg.TableName, "inMemory", s.cfg.InMemory)
 	return nil
 }
 
@@ -187,23 +145,6 @@ func (s *Store) createSchema(ctx context.Context) error {
 		return fmt.Errorf("create index on %s: %w", t, err)
 	}
 	return nil
-}
-
-// retryBusy calls f until it returns something other than SQLITE_BUSY or ctx
-// is done.
-func retryBusy(ctx context.Context, f func() error) error {
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := f()
-		var se *sqlite.Error
-		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait + rand.N(wait)):
-		}
-	}
 }
 
 // conn waits for the store's connection under ctx and the timeout. The

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mecha-dev/mecha/components"
+	"github.com/mecha-dev/mecha/components/internal/redisconn"
 	"github.com/mecha-dev/mecha/components/state"
 )
 
@@ -167,7 +167,8 @@ func New(deps components.Deps) state.Store {
 
 // Init decodes the metadata (see settings for the properties), connects and
 // pings Redis. It fails when Redis does not answer before ctx is done, or
-// within dialTimeout+readTimeout (at least 10s) when ctx has no deadline.
+// within dialTimeout+readTimeout (at least 10s) when ctx has no deadline
+// (see redisconn.Connect).
 func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	cfg, warnings, err := parseSettings(md)
 	if err != nil {
@@ -176,42 +177,11 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) error {
 	for _, w := range warnings {
 		s.log.Warn(w)
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:            cfg.Addr,
-		Username:        cfg.Username,
-		Password:        cfg.Password,
-		DB:              cfg.DB,
-		TLSConfig:       cfg.TLS,
-		MaxRetries:      cfg.MaxRetries,
-		MinRetryBackoff: cfg.MinRetryBackoff,
-		MaxRetryBackoff: cfg.MaxRetryBackoff,
-		DialTimeout:     cfg.DialTimeout,
-		// One dial per attempt: commands are already retried maxRetries
-		// times, and a second layer of retries would multiply the time an
-		// unreachable Redis takes to report.
-		DialerRetries:         1,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		ContextTimeoutEnabled: true, // honour the callers' deadlines
-		PoolSize:              cfg.PoolSize,
-		MinIdleConns:          cfg.MinIdleConns,
-		PoolTimeout:           cfg.PoolTimeout,
-		ConnMaxIdleTime:       cfg.ConnMaxIdleTime,
-		ConnMaxLifetime:       cfg.ConnMaxLifetime,
-		// A single node sends no maintenance notifications; don't probe.
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, max(10*time.Second, cfg.DialTimeout+cfg.ReadTimeout))
-		defer cancel()
-	}
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return fmt.Errorf("redis: cannot reach %s: %w", cfg.Addr, err)
+	client, err := redisconn.Connect(ctx, s.log, cfg.Settings)
+	if err != nil {
+		return err
 	}
 	s.client, s.addr, s.ttl = client, cfg.Addr, cfg.TTL
-	s.log.Info("connected to redis", "addr", cfg.Addr, "db", cfg.DB, "tls", cfg.TLS != nil)
 	return nil
 }
 

@@ -43,10 +43,8 @@ import (
 	"sync"
 	"time"
 
-	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/mecha-dev/mecha/components"
+	"github.com/mecha-dev/mecha/components/internal/sqliteconn"
 	"github.com/mecha-dev/mecha/components/state"
 )
 
@@ -117,50 +115,33 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 			s.Close()
 		}
 	}()
-	if err := s.cfg.ensureDir(); err != nil {
+	if err := s.cfg.EnsureDir(); err != nil {
 		return err
 	}
 	s.table = `"` + s.cfg.TableName + `"`
 
-	s.wdb, err = sql.Open("sqlite", s.cfg.dsn(true))
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
 	// One writer connection: SQLite allows one writer at a time anyway, and
-	// queueing in the pool is cheaper than spinning on SQLITE_BUSY. It is kept
-	// open forever (an in-memory database lives as long as its connection).
-	s.wdb.SetMaxOpenConns(1)
-	s.wdb.SetMaxIdleConns(1)
-	s.wdb.SetConnMaxLifetime(0)
-	s.wdb.SetConnMaxIdleTime(0)
+	// queueing in the pool is cheaper than spinning on SQLITE_BUSY.
+	if s.wdb, err = sqliteconn.Open(s.cfg.DSN(sqliteconn.SyncNormal, sqliteconn.TxImmediate), 1); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	// Sidecars started together race to create the file, switch it to WAL
-	// and create the table; the journal mode switch reports SQLITE_BUSY
-	// without waiting for the busy timeout, so the setup is retried.
-	if err := retryBusy(ctx, func() error {
-		if err := s.setJournalMode(ctx); err != nil {
-			return err
-		}
-		return s.createSchema(ctx)
-	}); err != nil {
+	if err := s.cfg.Setup(ctx, s.wdb, s.log, s.createSchema); err != nil {
 		return err
 	}
 
 	s.wgate = make(gate, 1)
-	if s.cfg.inMemory {
+	if s.cfg.InMemory {
 		// Every connection to ":memory:" is a separate database; share one.
 		s.rdb, s.rgate = s.wdb, s.wgate
 	} else {
 		readConns := max(minReadConns, min(runtime.GOMAXPROCS(0), maxReadConns))
 		s.rgate = make(gate, readConns)
-		if s.rdb, err = sql.Open("sqlite", s.cfg.dsn(false)); err != nil {
-			return fmt.Errorf("open database: %w", err)
+		if s.rdb, err = sqliteconn.Open(s.cfg.DSN(sqliteconn.SyncNormal, sqliteconn.QueryOnly), readConns); err != nil {
+			return err
 		}
-		s.rdb.SetMaxOpenConns(readConns)
-		s.rdb.SetMaxIdleConns(readConns)
-		s.rdb.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	if err := s.prepare(ctx); err != nil {
 		return err
@@ -172,49 +153,8 @@ func (s *Store) Init(ctx context.Context, md components.Metadata) (err error) {
 		s.wg.Add(1)
 		go s.cleanupLoop(cctx, s.cfg.CleanupInterval)
 	}
-	s.log.Debug("sqlite state store ready", "path", s.cfg.path, "table", s.cfg.TableName, "inMemory", s.cfg.inMemory)
+	s.log.Debug("sqlite state store ready", "path", s.cfg.Path, "table", s.cfg.TableName, "inMemory", s.cfg.InMemory)
 	return nil
-}
-
-func (s *Store) setJournalMode(ctx context.Context) error {
-	if s.cfg.inMemory {
-		return nil
-	}
-	want := "wal"
-	if s.cfg.DisableWAL {
-		want = "delete"
-	}
-	var got string
-	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&got); err != nil {
-		return fmt.Errorf("open database %s: %w", s.cfg.path, err)
-	}
-	if strings.EqualFold(got, want) {
-		return nil
-	}
-	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode = "+want).Scan(&got); err != nil {
-		return fmt.Errorf("open database %s: set journal_mode %s: %w", s.cfg.path, want, err)
-	}
-	if !strings.EqualFold(got, want) {
-		s.log.Warn("sqlite could not switch journal mode", "want", want, "got", got, "path", s.cfg.path)
-	}
-	return nil
-}
-
-// retryBusy calls f until it returns something other than SQLITE_BUSY or ctx
-// is done.
-func retryBusy(ctx context.Context, f func() error) error {
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := f()
-		var se *sqlite.Error
-		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait + rand.N(wait)):
-		}
-	}
 }
 
 func (s *Store) createSchema(ctx context.Context) error {
