@@ -2,6 +2,13 @@
 // requests for HTTP apps, and the AppCallback gRPC services for gRPC apps.
 // Building blocks that call the app (invocation, input bindings, pub/sub
 // delivery, configuration updates) use it and never dial the app themselves.
+//
+// With app health checks on (Options.HealthCheck), the channel is also the
+// gate that keeps work from an unhealthy app: Invoke refuses calls at once
+// with daprd's error, and WaitReady, which delivering blocks call before
+// each event, waits until the app is healthy again. The probing itself
+// lives in internal/apphealth; the runtime reports its verdicts here with
+// SetHealthy.
 package channel
 
 import (
@@ -35,6 +42,12 @@ type Options struct {
 	MaxBodySize int
 	// Token, when set, is sent as dapr-api-token on every call (APP_API_TOKEN).
 	Token string
+	// HealthCheck says the app's health is probed: the app then counts as
+	// unhealthy until SetHealthy(true).
+	HealthCheck bool
+	// HealthCheckPath is what HealthProbe GETs on an HTTP app (default
+	// /healthz).
+	HealthCheckPath string
 }
 
 // App is the channel to the app. Exactly one of HTTP or GRPC is non-nil.
@@ -43,6 +56,10 @@ type App struct {
 	HTTP     *HTTP
 	GRPC     *GRPC
 	ready    <-chan struct{}
+
+	health        *healthGate
+	healthChecked bool
+	healthPath    string
 }
 
 // New builds the channel; nothing is dialled until first use. ready is
@@ -54,8 +71,17 @@ func New(o Options, ready <-chan struct{}) (*App, error) {
 	if o.Protocol == "" {
 		o.Protocol = "http"
 	}
+	switch {
+	case o.HealthCheckPath == "":
+		o.HealthCheckPath = "/healthz"
+	case !strings.HasPrefix(o.HealthCheckPath, "/"):
+		o.HealthCheckPath = "/" + o.HealthCheckPath
+	}
 	hostport := net.JoinHostPort(o.Address, strconv.Itoa(o.Port))
-	a := &App{Protocol: o.Protocol, ready: ready}
+	a := &App{
+		Protocol: o.Protocol, ready: ready,
+		health: newHealthGate(o.HealthCheck), healthChecked: o.HealthCheck, healthPath: o.HealthCheckPath,
+	}
 	var sem chan struct{}
 	if o.MaxConcurrency > 0 {
 		sem = make(chan struct{}, o.MaxConcurrency)
@@ -75,17 +101,22 @@ func New(o Options, ready <-chan struct{}) (*App, error) {
 	return a, nil
 }
 
-// Ready is closed once the app accepts connections.
+// Ready is closed once the app accepts connections (or, with health
+// checks, once it first passed one). It does not reopen when the app turns
+// unhealthy: use WaitReady to wait for an app that can take work.
 func (a *App) Ready() <-chan struct{} { return a.ready }
 
-// WaitReady blocks until the app is ready or ctx ends.
+// WaitReady blocks until the app can be given work or ctx ends: until it is
+// ready and, with health checks, healthy. Building blocks that deliver
+// events to the app call it before each delivery, so that deliveries pause
+// while the app is unhealthy.
 func (a *App) WaitReady(ctx context.Context) error {
 	select {
 	case <-a.ready:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return a.WaitHealthy(ctx)
 }
 
 // Close releases connections.

@@ -19,8 +19,14 @@ func tokenStream(token string) grpc.StreamClientInterceptor {
 	}
 }
 
+// healthCheckMethod is not limited: a probe must not queue behind work.
+const healthCheckMethod = "/dapr.proto.runtime.v1.AppCallbackHealthCheck/HealthCheck"
+
 func limitUnary(sem chan struct{}) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == healthCheckMethod {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

@@ -28,9 +28,13 @@ import (
 // deadline and cancellation reach the app.
 //
 // An app error (any HTTP status, any gRPC code) is a response, not an
-// error; errors are failures to reach the app, or requests an HTTP app
-// cannot be given (gRPC status InvalidArgument, as daprd).
+// error; errors are failures to reach the app, requests an HTTP app cannot
+// be given (gRPC status InvalidArgument, as daprd), or ErrAppUnhealthy at
+// once while the health checks say the app is unhealthy.
 func (a *App) Invoke(ctx context.Context, req *invokemsg.Request) (*invokemsg.Response, error) {
+	if !a.Healthy() {
+		return nil, ErrAppUnhealthy
+	}
 	if a.GRPC != nil {
 		return a.GRPC.invoke(ctx, req)
 	}

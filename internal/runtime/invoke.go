@@ -19,6 +19,7 @@ import (
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/internal/api/grpcapi"
+	"github.com/mecha-dev/mecha/internal/api/grpcproxy"
 	"github.com/mecha-dev/mecha/internal/api/internalgrpc"
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
@@ -157,6 +158,9 @@ func (r *Runtime) listenInternal() ([]net.Listener, error) {
 		grpc.WaitForHandlers(true),
 		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),
 		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
+		// Other sidecars' gRPC proxies forward calls for the app here.
+		grpc.UnknownServiceHandler(internalgrpc.UnknownService(r.proxy.Deliver)),
+		grpcproxy.ServerCodec(),
 	)
 	r.internal = internalgrpc.NewServer(r.invoke, o.MaxBodySize, r.log.With(slog.String("scope", "mecha.runtime.invoke")))
 	r.internal.Register(r.internalSrv)

@@ -22,6 +22,14 @@ type Options struct {
 	AppProtocol       string // http (default), https, grpc, grpcs, h2c
 	AppChannelAddress string // default 127.0.0.1
 	AppMaxConcurrency int
+	// AppHealthCheck turns on app health probes (--enable-app-health-check);
+	// the other AppHealth fields tune them and default to daprd's values
+	// (/healthz, 5s, 500ms, 3).
+	AppHealthCheck         bool
+	AppHealthCheckPath     string
+	AppHealthProbeInterval time.Duration
+	AppHealthProbeTimeout  time.Duration
+	AppHealthThreshold     int
 
 	HTTPPort        int
 	GRPCPort        int
@@ -79,6 +87,7 @@ func (o *Options) setDefaults() {
 	if o.AppChannelAddress == "" {
 		o.AppChannelAddress = "127.0.0.1"
 	}
+	o.setAppHealthDefaults()
 	if len(o.ListenAddresses) == 0 {
 		o.ListenAddresses = []string{"127.0.0.1"}
 	}
@@ -119,6 +128,9 @@ func (o *Options) Validate() error {
 	case "", "http", "https", "grpc", "grpcs", "h2c":
 	default:
 		errs = append(errs, fmt.Errorf("--app-protocol %q is not one of http, https, grpc, grpcs, h2c", o.AppProtocol))
+	}
+	if err := o.validateAppHealth(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/internal/api/grpcapi"
+	"github.com/mecha-dev/mecha/internal/api/grpcproxy"
 	"github.com/mecha-dev/mecha/internal/api/httpapi"
 	"github.com/mecha-dev/mecha/internal/api/internalgrpc"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
@@ -53,6 +54,7 @@ type Runtime struct {
 	resolver      nameresolution.Resolver
 	resolverErr   error
 	invokeClient  *internalgrpc.Client
+	proxy         *grpcproxy.Proxy
 	internal      *internalgrpc.Server
 	internalSrv   *grpc.Server
 	internalAddrs []net.Addr
@@ -104,6 +106,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		app, err := channel.New(channel.Options{
 			Address: opts.AppChannelAddress, Port: opts.AppPort, Protocol: opts.AppProtocol,
 			MaxConcurrency: opts.AppMaxConcurrency, MaxBodySize: int(opts.MaxBodySize),
+			HealthCheck: opts.AppHealthCheck, HealthCheckPath: opts.AppHealthCheckPath,
 		}, r.appReady)
 		if err != nil {
 			return nil, err
@@ -118,9 +121,11 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.AppPort != 0 {
 		app.Protocol = opts.AppProtocol
 	}
+	appHealthMetadata(opts, &app)
 	r.meta = metadata.New(opts.AppID, version.Version, app)
 	r.meta.SetExtended("daprRuntimeVersion", version.Version)
 	r.initInvoke(ctx)
+	r.initProxy()
 
 	if err := r.listen(); err != nil {
 		r.closeInvoke()
@@ -142,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		cancel()
 		r.closeServers(context.Background())
 		r.bg.Wait()
+		r.proxy.Close()
 		r.closeInvoke()
 		r.closeBlocks() // the components that did initialise
 		return nil, err
@@ -157,15 +163,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		r.health.set(func(h *health) { h.appReady = true })
 		close(r.appReady)
 	} else {
-		r.bg.Go(func() {
-			r.log.Info("waiting for the app to listen", "port", opts.AppPort)
-			if err := waitForApp(bgCtx, opts.AppChannelAddress, opts.AppPort, r.health.nudge); err != nil {
-				return
-			}
-			r.health.set(func(h *health) { h.appReady = true })
-			close(r.appReady)
-			r.log.Info("app is listening; sidecar ready", "port", opts.AppPort)
-		})
+		r.watchApp(bgCtx)
 	}
 	r.bindings.Start(bgCtx)
 	return r, nil
@@ -193,6 +191,8 @@ func (r *Runtime) listen() error {
 		grpc.MaxSendMsgSize(int(o.MaxBodySize)),
 		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),
 		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
+		grpc.UnknownServiceHandler(grpcapi.UnknownService(r.proxy.Forward)),
+		grpcproxy.ServerCodec(),
 	)
 	grpcapi.New(grpcapi.Deps{
 		AppID: o.AppID, State: r.state, Metadata: r.meta,
@@ -291,6 +291,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.closeServers(ctx)
 		r.bgCancel()
 		r.bg.Wait()
+		r.proxy.Close()
 		r.closeErr = errors.Join(r.closeInvoke(), r.closeBlocks())
 		r.log.Info("sidecar stopped")
 	})

@@ -30,7 +30,7 @@ func (s *Server) GetMetadata(ctx context.Context, _ *runtimev1.GetMetadataReques
 	}
 	if app := m.App; app.Port != 0 || app.Protocol != "" {
 		out.AppConnectionProperties = &runtimev1.AppConnectionProperties{Port: int32(app.Port), Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: int32(app.MaxConcurrency)}
-		if app.HealthCheckPath != "" {
+		if app.HealthProbeInterval != "" {
 			out.AppConnectionProperties.Health = &runtimev1.AppConnectionHealthProperties{HealthCheckPath: app.HealthCheckPath, HealthProbeInterval: app.HealthProbeInterval, HealthProbeTimeout: app.HealthProbeTimeout, HealthThreshold: int32(app.HealthThreshold)}
 		}
 	}

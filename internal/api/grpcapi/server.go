@@ -4,7 +4,8 @@
 //
 // Methods not built yet fall through to the embedded
 // UnimplementedDaprServer, which answers codes.Unimplemented naming the
-// method.
+// method. Calls for any other service that name a target app (dapr-app-id)
+// are the transparent gRPC proxy's (UnknownService, grpcproxy).
 package grpcapi
 
 import (
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/mecha-dev/mecha/internal/api/grpcproxy"
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
@@ -64,6 +66,21 @@ func New(d Deps) *Server {
 // Register adds the Dapr service to gs.
 func (s *Server) Register(gs *grpc.Server) {
 	runtimev1.RegisterDaprServer(gs, s)
+}
+
+// UnknownService is the API server's grpc.UnknownServiceHandler: a call for
+// a service (or method) the server does not serve that names a target app
+// with dapr-app-id goes to proxy (grpcproxy.Proxy.Forward); any other gets
+// gRPC's usual Unimplemented answer. The server must also use
+// grpcproxy.ServerCodec.
+func UnknownService(proxy grpc.StreamHandler) grpc.StreamHandler {
+	return func(srv any, ss grpc.ServerStream) error {
+		if proxy == nil || !grpcproxy.Marked(ss.Context()) {
+			method, _ := grpc.MethodFromServerStream(ss)
+			return grpcproxy.Unimplemented(method, runtimev1.Dapr_ServiceDesc.ServiceName)
+		}
+		return proxy(srv, ss)
+	}
 }
 
 // RecoverUnary turns a handler panic into an Internal error, logged with its

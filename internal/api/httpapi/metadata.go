@@ -64,7 +64,7 @@ func (a *api) getMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	if app := s.App; app.Port != 0 || app.Protocol != "" {
 		resp.AppConnectionProperties = &appConnectionJSON{Port: app.Port, Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: app.MaxConcurrency}
-		if app.HealthCheckPath != "" {
+		if app.HealthProbeInterval != "" {
 			resp.AppConnectionProperties.Health = &healthJSON{app.HealthCheckPath, app.HealthProbeInterval, app.HealthProbeTimeout, app.HealthThreshold}
 		}
 	}

@@ -10,6 +10,10 @@
 // done. Bodies therefore never sit whole in a sidecar. CallLocal is the
 // unary form older sidecars use; the Client falls back to it when a callee
 // answers Unimplemented. Actor methods stay Unimplemented here.
+//
+// The same port carries the calls of Dapr's transparent gRPC proxy, for any
+// service of the app's (proxied.go): UnknownService hands them to the proxy
+// and Client.NewStream opens them on the pooled connections.
 package internalgrpc
 
 import (

@@ -109,6 +109,10 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 	defer cancel()
 	stop := context.AfterFunc(runCtx, cancel)
 	defer stop()
+	// Hold the event while the app fails its health checks.
+	if err := b.app.WaitReady(ctx); err != nil {
+		return nil, err
+	}
 	if b.app.GRPC != nil {
 		return b.deliverGRPC(runCtx, ctx, in, e)
 	}

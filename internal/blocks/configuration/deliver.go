@@ -74,6 +74,10 @@ func (b *Block) deliverLoop(sub *subscription) {
 		case <-sub.ctx.Done():
 			return
 		case e := <-sub.events:
+			// Hold updates while the app fails its health checks.
+			if err := b.app.WaitReady(sub.ctx); err != nil {
+				return
+			}
 			b.deliver(sub, e)
 		}
 	}

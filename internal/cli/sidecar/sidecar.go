@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/internal/apphealth"
 	"github.com/mecha-dev/mecha/internal/logging"
 	"github.com/mecha-dev/mecha/internal/runtime"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
@@ -45,6 +47,14 @@ type Flags struct {
 	GracefulSeconds   int
 	DataDir           string
 
+	// App health checks, in daprd's units: interval in seconds, timeout in
+	// milliseconds.
+	EnableAppHealthCheck   bool
+	AppHealthCheckPath     string
+	AppHealthProbeInterval int
+	AppHealthProbeTimeout  int
+	AppHealthThreshold     int
+
 	// Accepted for daprd compatibility; used by later building blocks.
 	compat map[string]*string
 }
@@ -55,8 +65,7 @@ var compatFlags = []string{
 	"mode", "placement-host-address", "scheduler-host-address", "metrics-port", "enable-metrics",
 	"metrics-listen-address", "dapr-public-port", "dapr-public-listen-address",
 	"sentry-address", "enable-mtls", "control-plane-address", "control-plane-trust-domain", "control-plane-namespace",
-	"enable-app-health-check", "app-health-check-path", "app-health-probe-interval", "app-health-probe-timeout",
-	"app-health-threshold", "enable-profiling", "profile-port", "unix-domain-socket", "dapr-http-read-buffer-size",
+	"enable-profiling", "profile-port", "unix-domain-socket", "dapr-http-read-buffer-size",
 	"read-buffer-size", "dapr-block-shutdown-duration", "allowed-origins", "app-ssl", "disable-builtin-k8s-secret-store",
 }
 
@@ -67,6 +76,11 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.AppProtocol, "app-protocol", "http", "protocol to talk to the app: http, https, grpc, grpcs, h2c")
 	fs.StringVar(&f.AppChannelAddress, "app-channel-address", "127.0.0.1", "the app's host")
 	fs.IntVar(&f.AppMaxConcurrency, "app-max-concurrency", -1, "in-flight request limit towards the app (-1: unlimited)")
+	fs.BoolVar(&f.EnableAppHealthCheck, "enable-app-health-check", false, "probe the app's health (HTTP GET --app-health-check-path, or gRPC AppCallbackHealthCheck); while unhealthy, calls to it fail and input bindings pause")
+	fs.StringVar(&f.AppHealthCheckPath, "app-health-check-path", apphealth.DefaultPath, "path probed on HTTP apps")
+	fs.IntVar(&f.AppHealthProbeInterval, "app-health-probe-interval", int(apphealth.DefaultInterval/time.Second), "seconds between app health probes")
+	fs.IntVar(&f.AppHealthProbeTimeout, "app-health-probe-timeout", int(apphealth.DefaultTimeout/time.Millisecond), "timeout of one app health probe, in milliseconds")
+	fs.IntVar(&f.AppHealthThreshold, "app-health-threshold", apphealth.DefaultThreshold, "consecutive failed probes after which the app is unhealthy")
 	fs.IntVar(&f.HTTPPort, "dapr-http-port", 3500, "HTTP API port")
 	fs.IntVar(&f.GRPCPort, "dapr-grpc-port", 50001, "gRPC API port")
 	fs.IntVar(&f.InternalGRPCPort, "dapr-internal-grpc-port", 0, "sidecar-to-sidecar gRPC port (service invocation; 0: a free port)")
@@ -131,6 +145,12 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		}
 		limit = n
 	}
+	if f.AppHealthProbeInterval > math.MaxInt64/int(time.Second) {
+		return runtime.Options{}, fmt.Errorf("--app-health-probe-interval %d is too large", f.AppHealthProbeInterval)
+	}
+	if f.AppHealthProbeTimeout > math.MaxInt64/int(time.Millisecond) {
+		return runtime.Options{}, fmt.Errorf("--app-health-probe-timeout %d is too large", f.AppHealthProbeTimeout)
+	}
 	for name, v := range f.compat {
 		if *v != "" {
 			logger.Warn("flag accepted for daprd compatibility but has no effect yet", "flag", "--"+name, "value", *v)
@@ -145,6 +165,11 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		AppProtocol:             f.AppProtocol,
 		AppChannelAddress:       f.AppChannelAddress,
 		AppMaxConcurrency:       f.AppMaxConcurrency,
+		AppHealthCheck:          f.EnableAppHealthCheck,
+		AppHealthCheckPath:      f.AppHealthCheckPath,
+		AppHealthProbeInterval:  time.Duration(f.AppHealthProbeInterval) * time.Second,
+		AppHealthProbeTimeout:   time.Duration(f.AppHealthProbeTimeout) * time.Millisecond,
+		AppHealthThreshold:      f.AppHealthThreshold,
 		HTTPPort:                f.HTTPPort,
 		GRPCPort:                f.GRPCPort,
 		ListenAddresses:         splitAddrs(f.ListenAddresses),

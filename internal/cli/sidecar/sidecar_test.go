@@ -163,6 +163,11 @@ func TestFlagsDefaults(t *testing.T) {
 		GracefulShutdown:  5 * time.Second,
 		Logger:            o.Logger,
 		Registries:        regs,
+		// daprd's app health defaults, used once --enable-app-health-check.
+		AppHealthCheckPath:     "/healthz",
+		AppHealthProbeInterval: 5 * time.Second,
+		AppHealthProbeTimeout:  500 * time.Millisecond,
+		AppHealthThreshold:     3,
 	}
 	if !reflect.DeepEqual(o, want) {
 		t.Fatalf("Options:\ngot  %+v\nwant %+v", o, want)
@@ -246,6 +251,26 @@ func TestFlagsDaprdNames(t *testing.T) {
 			check: func(t *testing.T, o runtime.Options) {
 				if want := []string{"::1", "127.0.0.1", "0.0.0.0"}; !reflect.DeepEqual(o.ListenAddresses, want) {
 					t.Fatalf("ListenAddresses = %q, want %q", o.ListenAddresses, want)
+				}
+			},
+		},
+		{
+			name: "app health checks",
+			args: []string{"--enable-app-health-check", "--app-health-check-path", "/ready", "--app-health-probe-interval", "2", "--app-health-probe-timeout", "300", "--app-health-threshold", "4"},
+			check: func(t *testing.T, o runtime.Options) {
+				got := []any{o.AppHealthCheck, o.AppHealthCheckPath, o.AppHealthProbeInterval, o.AppHealthProbeTimeout, o.AppHealthThreshold}
+				want := []any{true, "/ready", 2 * time.Second, 300 * time.Millisecond, 4}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("got %v, want %v", got, want)
+				}
+			},
+		},
+		{
+			name: "app health check bool spelled daprd's way",
+			args: []string{"--enable-app-health-check=true"},
+			check: func(t *testing.T, o runtime.Options) {
+				if !o.AppHealthCheck || o.AppHealthProbeInterval != 5*time.Second {
+					t.Fatalf("AppHealthCheck = %v, interval %v; want true, 5s", o.AppHealthCheck, o.AppHealthProbeInterval)
 				}
 			},
 		},
@@ -423,5 +448,64 @@ func TestRunStopsOnContext(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
+// TestFlagsAppHealthErrors: values daprd rejects, and values too large for
+// a duration, are clear errors; values below 1 fall back to the defaults.
+func TestFlagsAppHealthErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"timeout longer than interval", []string{"--app-health-probe-interval", "1", "--app-health-probe-timeout", "1500"}, "--app-health-probe-timeout (1.5s) must not be longer than --app-health-probe-interval (1s)"},
+		{"timeout longer than default interval", []string{"--app-health-probe-timeout", "6000"}, "must not be longer than --app-health-probe-interval (5s)"},
+		{"interval too large", []string{"--app-health-probe-interval", "99999999999999"}, "--app-health-probe-interval 99999999999999 is too large"},
+		{"timeout too large", []string{"--app-health-probe-timeout", "99999999999999999"}, "--app-health-probe-timeout 99999999999999999 is too large"},
+		{"not a number", []string{"--app-health-threshold", "three"}, "invalid argument"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := parse(t, append([]string{"--app-id", "a"}, c.args...)...)
+			if err == nil {
+				var o runtime.Options
+				o, err = f.Options(slog.New(slog.DiscardHandler), kinds.New())
+				if err == nil {
+					err = o.Validate()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error = %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+
+	f, err := parse(t, "--app-id", "a", "--app-health-probe-interval", "0", "--app-health-probe-timeout", "-5", "--app-health-threshold", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.Options(slog.New(slog.DiscardHandler), kinds.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("values below 1 are daprd's defaults, Validate = %v", err)
+	}
+}
+
+// TestFlagsAppHealthNotCompat: the health flags act now, so setting them
+// logs no "no effect yet" warning.
+func TestFlagsAppHealthNotCompat(t *testing.T) {
+	f, err := parse(t, "--app-id", "a", "--enable-app-health-check", "--app-health-check-path", "/h", "--app-health-probe-interval", "3", "--app-health-probe-timeout", "100", "--app-health-threshold", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	if _, err := f.Options(jsonLogger(&logs), kinds.New()); err != nil {
+		t.Fatal(err)
+	}
+	if logs.Len() != 0 {
+		t.Fatalf("health flags logged %s, want nothing", logs.String())
 	}
 }
