@@ -14,8 +14,11 @@ import (
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/internal/cli/bench"
 	"github.com/mecha-dev/mecha/internal/cli/initcmd"
+	"github.com/mecha-dev/mecha/internal/cli/invoke"
+	"github.com/mecha-dev/mecha/internal/cli/list"
 	"github.com/mecha-dev/mecha/internal/cli/run"
 	"github.com/mecha-dev/mecha/internal/cli/sidecar"
+	"github.com/mecha-dev/mecha/internal/cli/stop"
 	"github.com/mecha-dev/mecha/internal/cli/versioncmd"
 )
 
@@ -35,6 +38,9 @@ func main() {
 	root.AddCommand(
 		run.Command(registries),
 		sidecar.Command(registries),
+		list.Command(),
+		stop.Command(),
+		invoke.Command(),
 		initcmd.Command(),
 		versioncmd.Command(),
 		bench.Command(),

@@ -3,37 +3,44 @@
 // Dapr SDKs read, interleaves both logs with prefixes, forwards signals, and
 // exits with the app's exit code. With no --resources-path it uses the
 // self-hosted defaults in ~/.mecha (created on first use).
+//
+// With -f (--run-file) it reads Dapr's multi-app run template instead
+// (package runfile) and does the same for every app in it: one sidecar per
+// app, all in this process and all in the host's name resolution registry,
+// so the apps call each other by app id. An app that exits stops its own
+// sidecar while the others keep running; mecha exits when every app has, with
+// the first non-zero exit code. Ctrl-C or SIGTERM stops them all.
+//
+// One app and a template share the same code: a unit (unit.go) is a sidecar
+// and its app, started and stopped the same way in both.
 package run
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
+	"github.com/spf13/pflag"
 
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/internal/cli/sidecar"
-	"github.com/mecha-dev/mecha/internal/logging"
-	"github.com/mecha-dev/mecha/internal/runtime"
-	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
 
-// exitError carries the app's exit code out of the command.
-type exitError struct{ code int }
+// exitError carries an app's exit code out of the command.
+type exitError struct {
+	code int
+	app  string // set for templates: which app
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("app exited with code %d", e.code) }
+func (e exitError) Error() string {
+	if e.app != "" {
+		return fmt.Sprintf("app %q exited with code %d", e.app, e.code)
+	}
+	return fmt.Sprintf("app exited with code %d", e.code)
+}
 
 // ExitCode reports the process exit code an error from Command asks for.
 func ExitCode(err error) (int, bool) {
@@ -47,20 +54,35 @@ func ExitCode(err error) (int, bool) {
 // Command returns `mecha run`.
 func Command(regs func() *kinds.Registries) *cobra.Command {
 	f := &sidecar.Flags{}
+	var runFile string
 	cmd := &cobra.Command{
 		Use:   "run --app-id ID [--app-port PORT] [flags] [-- COMMAND ARGS...]",
-		Short: "Run an app with a Mecha sidecar beside it",
+		Short: "Run an app with a Mecha sidecar beside it, or every app of a run template",
 		Long: `Start a Mecha sidecar and, after "--", the app's command. The app gets
 DAPR_HTTP_PORT, DAPR_GRPC_PORT and APP_ID in its environment, so Dapr SDKs find
 the sidecar. Both logs are printed with prefixes. Ctrl-C stops both; when the
 app exits the sidecar stops and mecha exits with the app's code.
 
 Without --resources-path the defaults in ~/.mecha/components are used (an
-embedded SQLite state store named "statestore"): no Docker, no servers.`,
+embedded SQLite state store named "statestore"): no Docker, no servers.
+
+With -f FILE (or -f DIR holding dapr.yaml), run every app of a Dapr multi-app
+run template, each with its own sidecar; the apps call each other by app id.
+When an app exits its sidecar stops and the others keep running; mecha exits
+when all have, with the first non-zero exit code.`,
+		Example: `  mecha run --app-id hello -- go run ./examples/hello
+  mecha run -f examples/apps.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if runFile != "" {
+				if err := templateOnly(cmd.Flags(), args); err != nil {
+					return err
+				}
+				return runTemplate(cmd, runFile, f.LogAsJSON, regs())
+			}
 			return runApp(cmd, f, regs(), args)
 		},
 	}
+	cmd.Flags().StringVarP(&runFile, "run-file", "f", "", "run every app of this multi-app run template (a file, or a directory holding dapr.yaml)")
 	f.AddFlags(cmd.Flags())
 	// Unlike daprd, pick free ports unless asked: several apps can run at once.
 	cmd.Flags().Lookup("dapr-http-port").DefValue = "0"
@@ -70,144 +92,38 @@ embedded SQLite state store named "statestore"): no Docker, no servers.`,
 	return cmd
 }
 
-func runApp(cmd *cobra.Command, f *sidecar.Flags, regs *kinds.Registries, args []string) error {
-	stdout := cmd.OutOrStdout()
-	var outMu sync.Mutex
-	color := isTerminal(stdout)
-	sideW := newLineWriter(&outMu, stdout, paint(color, "36", fmt.Sprintf("[%s sidecar] ", f.AppID)))
-	appW := newLineWriter(&outMu, stdout, paint(color, "32", fmt.Sprintf("[%s] ", f.AppID)))
-	defer sideW.Flush()
-	defer appW.Flush()
-
-	logger, err := logging.New(logging.Options{Level: f.LogLevel, JSON: f.LogAsJSON, Scope: "mecha.runtime", Output: sideW})
-	if err != nil {
-		return err
-	}
-	if len(f.ResourcesPaths) == 0 && len(f.ComponentsPaths) == 0 {
-		home, err := selfhosted.Home()
-		if err != nil {
-			return err
-		}
-		l := selfhosted.LayoutAt(home)
-		files, err := selfhosted.EnsureDefaults(l)
-		if err != nil {
-			return fmt.Errorf("preparing %s: %w", l.Home, err)
-		}
-		for _, file := range files {
-			if file.Created {
-				logger.Info("created default resource", "file", file.Path, "what", file.What)
-			}
-		}
-		f.ResourcesPaths = []string{l.Components}
-		if f.DataDir == "" {
-			f.DataDir = l.Data
-		}
-	}
-	opts, err := f.Options(logger, regs)
-	if err != nil {
-		return err
-	}
+// templateOnly rejects what a template run cannot take from the command
+// line: every setting comes from the template, except --log-as-json.
+func templateOnly(fs *pflag.FlagSet, args []string) error {
 	if len(args) > 0 {
-		opts.AppCommand = strings.Join(args, " ")
+		return fmt.Errorf("--run-file starts the commands of the template; remove %q", args[0])
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rt, err := runtime.Start(ctx, opts)
-	if err != nil {
-		return err
-	}
-	defer rt.Close(context.Background())
-
-	if len(args) == 0 {
-		select {
-		case <-ctx.Done():
-		case <-rt.ShutdownRequested():
+	var bad []string
+	fs.Visit(func(fl *pflag.Flag) {
+		if fl.Name != "run-file" && fl.Name != "log-as-json" {
+			bad = append(bad, "--"+fl.Name)
 		}
-		return nil
-	}
-
-	app := exec.Command(args[0], args[1:]...)
-	app.Stdin = os.Stdin
-	app.Stdout, app.Stderr = appW, appW
-	app.Env = append(os.Environ(),
-		"APP_ID="+f.AppID,
-		"DAPR_HTTP_PORT="+port(rt.HTTPAddr()),
-		"DAPR_GRPC_PORT="+port(rt.GRPCAddr()),
-	)
-	if f.AppPort != 0 {
-		app.Env = append(app.Env, "APP_PORT="+strconv.Itoa(f.AppPort), "APP_PROTOCOL="+f.AppProtocol)
-	}
-	// Own process group, so a terminal's Ctrl-C reaches the app once, via us.
-	app.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := app.Start(); err != nil {
-		return fmt.Errorf("starting the app: %w", err)
-	}
-	logger.Info("app started", "pid", app.Process.Pid, "command", args)
-	rt.SetAppProcess(ctx, app.Process.Pid, opts.AppCommand)
-	exited := make(chan error, 1)
-	go func() { exited <- app.Wait() }()
-
-	var waitErr error
-	select {
-	case waitErr = <-exited:
-		logger.Info("app exited; stopping the sidecar")
-	case <-ctx.Done():
-		waitErr = stopApp(app, exited, opts.GracefulShutdown, logger.Info)
-	case <-rt.ShutdownRequested():
-		waitErr = stopApp(app, exited, opts.GracefulShutdown, logger.Info)
-	}
-	appW.Flush()
-	if cerr := rt.Close(context.Background()); cerr != nil {
-		logger.Error("closing the sidecar", "error", cerr)
-	}
-	if code := exitCodeOf(waitErr); code != 0 {
-		return exitError{code}
+	})
+	if len(bad) > 0 {
+		return fmt.Errorf("%v cannot be combined with --run-file: set it in the template", bad)
 	}
 	return nil
 }
 
-// stopApp sends SIGTERM to the app's process group, waits up to grace, then
-// kills it.
-func stopApp(app *exec.Cmd, exited <-chan error, grace time.Duration, logf func(string, ...any)) error {
-	logf("stopping the app", "pid", app.Process.Pid)
-	_ = syscall.Kill(-app.Process.Pid, syscall.SIGTERM)
-	select {
-	case err := <-exited:
+func runApp(cmd *cobra.Command, f *sidecar.Flags, regs *kinds.Registries, args []string) error {
+	con := newConsole(cmd.OutOrStdout())
+	appW, sideW := con.pair(f.AppID, 0)
+	defer sideW.Flush()
+	defer appW.Flush()
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	u, err := startUnit(ctx, unitSpec{flags: f, command: args, stdin: os.Stdin, appOut: appW, sideOut: sideW, flushApp: appW.Flush}, regs)
+	if err != nil {
 		return err
-	case <-time.After(grace):
-		logf("app did not stop in time; killing it", "grace", grace)
-		_ = syscall.Kill(-app.Process.Pid, syscall.SIGKILL)
-		return <-exited
 	}
-}
-
-func exitCodeOf(err error) int {
-	if err == nil {
-		return 0
+	if code := u.wait(ctx); code != 0 {
+		return exitError{code: code}
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	return 1
-}
-
-func port(addr string) string {
-	_, p, _ := net.SplitHostPort(addr)
-	return p
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == ""
-}
-
-func paint(on bool, code, s string) string {
-	if !on {
-		return s
-	}
-	return "\x1b[" + code + "m" + s + "\x1b[0m"
+	return nil
 }
