@@ -12,5 +12,6 @@ func Register(r *kinds.Registries) {
 	registerLock(r)
 	registerConfiguration(r)
 	registerBindings(r)
+	registerPubSub(r)
 	registerNameResolution(r)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/mecha-dev/mecha/components/configuration"
 	"github.com/mecha-dev/mecha/components/lock"
 	"github.com/mecha-dev/mecha/components/nameresolution"
+	"github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/components/secretstores"
 	"github.com/mecha-dev/mecha/components/state"
 )
@@ -25,6 +26,7 @@ type Registries struct {
 	// NameResolution holds the nameresolution.* resolvers; the runtime
 	// creates one, chosen by the Configuration's spec.nameResolution.
 	NameResolution *components.Registry[nameresolution.Resolver]
+	PubSub         *components.Registry[pubsub.Broker]
 }
 
 // New returns empty registries.
@@ -37,5 +39,6 @@ func New() *Registries {
 		InputBindings:  components.NewRegistry[bindings.Input](),
 		OutputBindings: components.NewRegistry[bindings.Output](),
 		NameResolution: components.NewRegistry[nameresolution.Resolver](),
+		PubSub:         components.NewRegistry[pubsub.Broker](),
 	}
 }
