@@ -6,6 +6,12 @@
 // Each resolver New returns plays one sidecar; all of them share the same
 // backing registry (a file, a multicast group, a cluster), so the suite can
 // check what one announces the others resolve. App ids are unique per run.
+//
+// Not every resolver keeps a registry: a DNS-based one (nameresolution.kubernetes)
+// derives the address from the request and cannot announce, withdraw or
+// expire anything. Such a resolver declares it with Options.Derive, and the
+// suite checks that contract instead, reporting every registry subtest as
+// skipped with the capability it lacks, never passing it silently.
 package nameresolutiontest
 
 import (
@@ -37,6 +43,12 @@ type Options struct {
 	// Expiry bounds how long a crashed or closed instance may stay
 	// resolvable (default 10s).
 	Expiry time.Duration
+	// Derive, when set, declares a resolver without a registry: Register
+	// and Close announce and withdraw nothing, and Resolve answers every
+	// app id with the addresses Derive returns for the request (in that
+	// order), never ErrNotFound. The registry subtests are then skipped,
+	// each saying so, and the Derived subtests run in their place.
+	Derive func(nameresolution.ResolveRequest) []string
 }
 
 // Run runs the suite.
@@ -45,17 +57,36 @@ func Run(t *testing.T, o Options) {
 		o.Expiry = 10 * time.Second
 	}
 	s := &suite{o: o, run: unique()}
-	t.Run("ResolveRegistered", s.resolveRegistered)
-	t.Run("UnknownIsNotFound", s.unknown)
-	t.Run("NamespacesAreSeparate", s.namespaces)
-	t.Run("RegisterAgainUpdates", s.reRegister)
-	t.Run("CloseWithdraws", s.closeWithdraws)
-	t.Run("DeregisterWithdrawsButResolves", s.deregister)
+	t.Run("ResolveRegistered", s.registry(s.resolveRegistered))
+	t.Run("UnknownIsNotFound", s.registry(s.unknown))
+	t.Run("NamespacesAreSeparate", s.registry(s.namespaces))
+	t.Run("RegisterAgainUpdates", s.registry(s.reRegister))
+	t.Run("CloseWithdraws", s.registry(s.closeWithdraws))
+	t.Run("DeregisterWithdrawsButResolves", s.registry(s.deregister))
 	t.Run("ConcurrentResolve", s.concurrent)
-	if o.Crash != nil {
+	switch {
+	case o.Derive != nil:
+		t.Run("CrashedExpire", s.registry(nil))
+	case o.Crash != nil:
 		t.Run("CrashedExpire", s.crashed)
+	default:
+		t.Run("CrashedExpire", func(t *testing.T) {
+			t.Skip("Options.Crash is nil: the implementation cannot simulate a killed sidecar")
+		})
 	}
-	t.Run("List", s.list)
+	t.Run("List", s.registry(s.list))
+	t.Run("Derived", s.derived)
+}
+
+// registry runs a subtest that needs a registry, or skips it, naming the
+// capability, when the resolver declares it has none.
+func (s *suite) registry(f func(*testing.T)) func(*testing.T) {
+	return func(t *testing.T) {
+		if s.o.Derive != nil {
+			t.Skip("Options.Derive is set: the resolver keeps no registry, so there is nothing to announce, withdraw or expire")
+		}
+		f(t)
+	}
 }
 
 type suite struct {
@@ -278,6 +309,10 @@ func (s *suite) concurrent(t *testing.T) {
 	in := s.instance(a, "default")
 	r := s.start(t)
 	register(t, r, in)
+	want := []string{in.Address}
+	if s.o.Derive != nil {
+		want = s.o.Derive(nameresolution.ResolveRequest{ID: a, Namespace: "default"})
+	}
 	readers := []nameresolution.Resolver{s.start(t), s.start(t)}
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -285,8 +320,8 @@ func (s *suite) concurrent(t *testing.T) {
 		wg.Go(func() {
 			for range 10 {
 				got, err := readers[i%2].Resolve(ctx(t), nameresolution.ResolveRequest{ID: a, Namespace: "default"})
-				if err != nil || !slices.Equal(got, []string{in.Address}) {
-					errs <- fmt.Errorf("Resolve = %v, %v", got, err)
+				if err != nil || !slices.Equal(got, want) {
+					errs <- fmt.Errorf("Resolve = %v, %v; want %v", got, err, want)
 					return
 				}
 			}
@@ -363,5 +398,51 @@ func (s *suite) list(t *testing.T) {
 	got.StartedAt = in.StartedAt
 	if got != in {
 		t.Errorf("List entry = %+v\nwant %+v", got, in)
+	}
+}
+
+// derived checks a resolver without a registry: Resolve is a function of
+// the request alone, whatever was registered and before any Register, and
+// Register, Deregister and Close succeed (Close more than once).
+func (s *suite) derived(t *testing.T) {
+	if s.o.Derive == nil {
+		t.Skip("Options.Derive is nil: the resolver keeps a registry (the registry subtests cover it)")
+	}
+	r := s.start(t)
+	a := s.app("derived")
+	reqs := []nameresolution.ResolveRequest{
+		{ID: a, Namespace: "default"},
+		{ID: a, Namespace: "production"},
+		{ID: s.app("other"), Namespace: "default"},
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, req := range reqs {
+			want := s.o.Derive(req)
+			if len(want) == 0 {
+				t.Fatalf("Options.Derive(%+v) returned no address", req)
+			}
+			got, err := r.Resolve(ctx(t), req)
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("%s: Resolve(%+v) = %v, %v; want %v", when, req, got, err, want)
+			}
+		}
+	}
+	check("before Register")
+	in := s.instance(a, "default")
+	in.Address = "127.0.0.1:1"
+	register(t, r, in)
+	check("after Register")
+	if d, ok := r.(nameresolution.Deregisterer); ok {
+		if err := d.Deregister(ctx(t)); err != nil {
+			t.Fatalf("Deregister: %v", err)
+		}
+		check("after Deregister")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
