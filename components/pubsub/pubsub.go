@@ -49,8 +49,16 @@ type Broker interface {
 	// A nil handler result acknowledges the message. An error means it was
 	// not processed: the broker redelivers it later (at least once), with
 	// back-off, as many times as it is configured to. Handlers may be called
-	// concurrently unless the broker promises ordering.
+	// concurrently unless the broker promises ordering. The ctx a handler
+	// gets ends when its subscription does (ctx cancelled, or Close). No
+	// handler call starts after that; messages not handled yet stay with
+	// the broker, for brokers that keep them, for the group's other or
+	// later subscribers.
 	Subscribe(ctx context.Context, req SubscribeRequest, handler Handler) error
+	// Close ends every subscription, waits for the broker's goroutines
+	// (running handlers included) to return, and releases its connections.
+	// It is idempotent and safe after a failed or partial Init; Publish and
+	// Subscribe fail after it.
 	io.Closer
 }
 
@@ -72,7 +80,8 @@ type SubscribeRequest struct {
 	Metadata map[string]string
 }
 
-// Message is one delivered message.
+// Message is one delivered message. Handlers must not modify Data: a broker
+// may share it between the groups it delivers to.
 type Message struct {
 	Topic string
 	Data  []byte
@@ -86,14 +95,21 @@ type Handler func(ctx context.Context, msg *Message) error
 
 // BulkPublisher brokers publish many messages in one call, reporting
 // failures per entry. The runtime publishes one by one for others.
+//
+// A nil error with FailedEntries lists the entries that were not published;
+// the others were. A non-nil error means the call failed as a whole: the
+// runtime reports every entry as failed (some may have been published
+// anyway, which at-least-once delivery allows).
 type BulkPublisher interface {
 	BulkPublish(ctx context.Context, req *BulkPublishRequest) (BulkPublishResponse, error)
 }
 
 // BulkPublishRequest is a batch for one topic.
 type BulkPublishRequest struct {
-	Topic    string
-	Entries  []BulkEntry
+	Topic   string
+	Entries []BulkEntry
+	// Metadata applies to every entry; an entry's own Metadata wins key by
+	// key.
 	Metadata map[string]string
 }
 
