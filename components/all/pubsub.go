@@ -5,12 +5,14 @@ import (
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/components/pubsub"
 	psinmemory "github.com/mecha-dev/mecha/components/pubsub/inmemory"
+	psjetstream "github.com/mecha-dev/mecha/components/pubsub/jetstream"
 	psredis "github.com/mecha-dev/mecha/components/pubsub/redis"
 )
 
 // registerPubSub registers the pub/sub brokers, one line each.
 func registerPubSub(r *kinds.Registries) {
 	r.PubSub.Register("pubsub.in-memory", broker(psinmemory.New))
+	r.PubSub.Register("pubsub.jetstream", broker(psjetstream.New))
 	r.PubSub.Register("pubsub.redis", broker(psredis.New))
 }
 

@@ -33,11 +33,12 @@ import (
 	"github.com/mecha-dev/mecha/components"
 	"github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/components/bindings/internal/mdcheck"
+	"github.com/mecha-dev/mecha/components/internal/mqttconn"
 )
 
 // Timing of connections and retries.
 const (
-	connectTimeout  = 10 * time.Second
+	connectTimeout  = mqttconn.ConnectTimeout
 	publishTimeout  = 30 * time.Second
 	subscribeWait   = 10 * time.Second
 	disconnectQuiet = 250 // ms
@@ -79,8 +80,7 @@ func (b *Binding) Init(_ context.Context, md components.Metadata) error {
 	if err != nil {
 		return err
 	}
-	mdcheck.WarnUnknown(b.log, md, "url", "topic", "consumerID", "clientID", "qos", "retain", "cleanSession",
-		"backOffMaxRetries", "caCert", "clientCert", "clientKey")
+	mdcheck.WarnUnknown(b.log, md, knownProperties...)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.s, b.inited = s, true
@@ -93,42 +93,10 @@ func (b *Binding) Operations() []bindings.Operation {
 }
 
 func (b *Binding) clientOptions(clientID string) *mqtt.ClientOptions {
-	o := mqtt.NewClientOptions().
-		AddBroker(b.s.Broker).
-		SetClientID(clientID).
-		SetCleanSession(b.s.CleanSession).
+	return b.s.ClientOptions(clientID, b.log).
 		SetOrderMatters(false).
-		SetAutoReconnect(true).
 		SetResumeSubs(true).
-		SetConnectTimeout(connectTimeout).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			b.log.Warn("MQTT connection lost; reconnecting", "clientID", clientID, "error", err)
-		})
-	if b.s.Username != "" {
-		o.SetUsername(b.s.Username)
-	}
-	if b.s.Password != "" {
-		o.SetPassword(b.s.Password)
-	}
-	if b.s.TLS != nil {
-		o.SetTLSConfig(b.s.TLS)
-	}
-	return o
-}
-
-// wait waits for tok, ctx or timeout.
-func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration, what string) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return fmt.Errorf("%s did not complete within %v", what, timeout)
-	}
+		SetMaxReconnectInterval(30 * time.Second)
 }
 
 // Invoke publishes req.Data (operation create).
@@ -150,7 +118,7 @@ func (b *Binding) Invoke(ctx context.Context, req *bindings.InvokeRequest) (*bin
 			return nil, fmt.Errorf("metadata %q: %q is not a boolean", "retain", v)
 		}
 	}
-	if err := wait(ctx, c.Publish(topic, b.s.QoS, retain, req.Data), publishTimeout, "publishing"); err != nil {
+	if err := mqttconn.Wait(ctx, c.Publish(topic, b.s.QoS, retain, req.Data), publishTimeout, "publishing"); err != nil {
 		return nil, fmt.Errorf("publishing to %s: %w", topic, err)
 	}
 	return nil, nil
@@ -169,7 +137,7 @@ func (b *Binding) producerClient(ctx context.Context) (mqtt.Client, error) {
 		return b.producer, nil
 	}
 	c := mqtt.NewClient(b.clientOptions(b.s.ClientID + "-producer"))
-	if err := wait(ctx, c.Connect(), connectTimeout, "connecting"); err != nil {
+	if err := mqttconn.Wait(ctx, c.Connect(), connectTimeout, "connecting"); err != nil {
 		c.Disconnect(0)
 		return nil, fmt.Errorf("connecting to %s: %w", b.s.Broker, err)
 	}
@@ -212,7 +180,7 @@ func (b *Binding) Read(ctx context.Context, handler bindings.Handler) error {
 	defer c.Disconnect(disconnectQuiet)
 	delay := retryFirst
 	for {
-		err := wait(ctx, c.Connect(), connectTimeout+time.Second, "connecting")
+		err := mqttconn.Wait(ctx, c.Connect(), connectTimeout+time.Second, "connecting")
 		if err == nil {
 			break
 		}
@@ -244,7 +212,7 @@ type subscription struct {
 func (s *subscription) subscribe(ctx context.Context, c mqtt.Client, onMessage mqtt.MessageHandler) {
 	b := s.b
 	tok := c.Subscribe(b.s.Topic, b.s.QoS, onMessage)
-	if err := wait(ctx, tok, subscribeWait, "subscribing"); err != nil && ctx.Err() == nil {
+	if err := mqttconn.Wait(ctx, tok, subscribeWait, "subscribing"); err != nil && ctx.Err() == nil {
 		// The connection is most likely broken; paho reconnects and this
 		// runs again.
 		b.log.Error("MQTT subscribe failed", "topic", b.s.Topic, "error", err)
