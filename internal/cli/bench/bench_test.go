@@ -23,9 +23,9 @@ import (
 	"github.com/mecha-dev/mecha/internal/mechatest"
 )
 
-// sidecarEnv makes the test binary act as `mecha sidecar`, so the tests
-// that exec "the mecha binary" (os.Executable) run the real sidecar without
-// building one.
+// sidecarEnv makes the test binary act as `mecha sidecar` and `mecha
+// bench app`, so the tests that exec "the mecha binary" (os.Executable)
+// run the real sidecar and app without building one.
 const sidecarEnv = "MECHA_BENCH_TEST_AS_SIDECAR"
 
 func TestMain(m *testing.M) {
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 			r := kinds.New()
 			all.Register(r)
 			return r
-		}))
+		}), Command())
 		root.SetArgs(os.Args[1:])
 		if err := root.Execute(); err != nil {
 			os.Exit(1)

@@ -22,8 +22,30 @@
 // and prints one table with the comparisons against daprd and Mecha's
 // targets.
 //
-// The load generator runs on the same machine as the sidecar and Redis; the
-// report says so and shows the CPU each process spent per pair, read from
-// /proc on Linux. Every process bench starts is stopped by its PID on exit,
-// Ctrl-C included, and its temporary directory removed.
+// Service invocation has its own scenarios, each a 1 KiB request answered
+// with 1 KiB by a built-in target app (`mecha bench app`: HTTP echo, and
+// gRPC AppCallback/OnInvoke and grpc.testing.TestService/UnaryCall):
+//
+//	mecha bench invoke-all  [--repeat 3] [--rate 1000] [-c 16] [--profile DIR]
+//	mecha bench invoke      --call http|invoke-service|unary|oninvoke --addr HOST:PORT [--app-id B]
+//	mecha bench app         [--body-size 1024]
+//
+// invoke-all starts the app and two sidecars (A, the caller's; B, in front
+// of the app) from this binary with a temporary name resolution registry
+// and measures each path (direct, app → own sidecar → app, A → B over
+// /v1.0/invoke, gRPC InvokeService and transparent gRPC proxying) in two
+// modes: at a fixed rate, open loop, with each latency taken from the
+// request's due time so that stalls are not hidden (no coordinated
+// omission), and closed loop with N workers for the maximum throughput. It
+// reports the overhead against the direct call at p50 and p99, the
+// throughput ratio, requests/s per sidecar core, Mecha's targets and
+// daprd's figures. invoke runs one path against running processes, daprd
+// included.
+//
+// The load generator runs on the same machine as the sidecars, the app and
+// Redis; the report says so and shows the CPU each process spent per pair
+// or request, read from /proc on Linux. Every process bench starts is
+// stopped by its PID on exit, Ctrl-C included, and its temporary directory
+// removed. MECHA_BENCH_PPROF_ADDR (see pprof.go) lets invoke-all --profile
+// take CPU profiles of the processes it starts.
 package bench

@@ -24,7 +24,12 @@ type sidecarProc struct {
 	logFile  *os.File
 	httpAddr string
 	grpcAddr string
-	started  time.Time
+	// internalAddr is the sidecar-to-sidecar port when bench chose it.
+	internalAddr string
+	// pprofAddr serves CPU profiles when the process was started with
+	// pprofEnv.
+	pprofAddr string
+	started   time.Time
 	// exited is closed once the process has been waited for; waitErr is
 	// then its exit status.
 	exited  chan struct{}
@@ -43,6 +48,12 @@ type sidecarSpec struct {
 	ResourcesDir string
 	// LogDir receives the sidecar's output (<Name>.log).
 	LogDir string
+	// Env is the process's environment (nil: this process's).
+	Env []string
+	// Internal passes a free --dapr-internal-grpc-port.
+	Internal bool
+	// Args are more flags (e.g. --app-port).
+	Args []string
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1. They are free
@@ -70,7 +81,11 @@ func freePorts(n int) ([]int, error) {
 // startSidecar execs `mecha sidecar` on free loopback ports and returns at
 // once; waitHealthy waits for it. The caller must call Stop.
 func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
-	ports, err := freePorts(2)
+	n := 2
+	if spec.Internal {
+		n = 3
+	}
+	ports, err := freePorts(n)
 	if err != nil {
 		return nil, fmt.Errorf("picking ports: %w", err)
 	}
@@ -88,6 +103,11 @@ func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
 		"--log-level", "warn",
 		"--dapr-graceful-shutdown-seconds", "2",
 	)
+	if spec.Internal {
+		cmd.Args = append(cmd.Args, "--dapr-internal-grpc-port", strconv.Itoa(ports[2]))
+	}
+	cmd.Args = append(cmd.Args, spec.Args...)
+	cmd.Env = spec.Env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childAttr()
 	p := &sidecarProc{
@@ -98,6 +118,12 @@ func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		exited:   make(chan struct{}),
+	}
+	if spec.Internal {
+		p.internalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
+	}
+	if spec.Env != nil {
+		p.pprofAddr = envValue(spec.Env, pprofEnv)
 	}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
+	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// The target app of the invocation scenarios. It answers every call with
+// a fixed body of the configured size (1 KiB by default) after reading the
+// request:
+//
+//   - HTTP/1.1 on one port: any method and path (the scenarios POST /echo);
+//   - gRPC on another port: runtime.v1.AppCallback/OnInvoke (what a sidecar
+//     in front of a gRPC app calls for InvokeService and /v1.0/invoke) and
+//     grpc.testing.TestService/UnaryCall (the app's "own" service, reached
+//     directly or through the sidecars' transparent gRPC proxying).
+//
+// `mecha bench invoke-all` runs it as a separate process (`mecha bench
+// app`), so its CPU is accounted for apart from the load generator's and
+// the load generator's garbage collector does not pause it; the smoke test
+// runs it in-process with serveApp.
+
+// appContentType is the content type of every request and answer.
+const appContentType = "application/octet-stream"
+
+// appMethod is the method the scenarios call on the app.
+const appMethod = "echo"
+
+// benchApp holds the app's fixed answer.
+type benchApp struct {
+	testpb.UnimplementedTestServiceServer
+	runtimev1.UnimplementedAppCallbackServer
+	body []byte
+}
+
+func newBenchApp(bodySize int) *benchApp { return &benchApp{body: rawValue(bodySize)} }
+
+// ServeHTTP reads the request body and answers 200 with the fixed body.
+func (a *benchApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{appContentType}
+	h["Content-Length"] = []string{strconv.Itoa(len(a.body))}
+	_, _ = w.Write(a.body)
+}
+
+// OnInvoke answers any method with the fixed body.
+func (a *benchApp) OnInvoke(context.Context, *commonv1.InvokeRequest) (*commonv1.InvokeResponse, error) {
+	return &commonv1.InvokeResponse{Data: &anypb.Any{Value: a.body}, ContentType: appContentType}, nil
+}
+
+// UnaryCall answers with the fixed body as the payload.
+func (a *benchApp) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: a.body}}, nil
+}
+
+// appServer is a running benchApp.
+type appServer struct {
+	HTTPAddr, GRPCAddr string
+	httpSrv            *http.Server
+	grpcSrv            *grpc.Server
+	wg                 sync.WaitGroup
+	mu                 sync.Mutex
+	err                error
+}
+
+// serveApp starts the app on free ports of host (127.0.0.1 by default)
+// and returns once both listen; Close stops it.
+func serveApp(host string, bodySize int) (*appServer, error) {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	hl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, err
+	}
+	gl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		hl.Close()
+		return nil, err
+	}
+	app := newBenchApp(bodySize)
+	s := &appServer{
+		HTTPAddr: hl.Addr().String(),
+		GRPCAddr: gl.Addr().String(),
+		httpSrv:  &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
+		grpcSrv:  grpc.NewServer(),
+	}
+	runtimev1.RegisterAppCallbackServer(s.grpcSrv, app)
+	testpb.RegisterTestServiceServer(s.grpcSrv, app)
+	s.wg.Go(func() {
+		if err := s.httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.setErr(fmt.Errorf("app HTTP server: %w", err))
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.grpcSrv.Serve(gl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.setErr(fmt.Errorf("app gRPC server: %w", err))
+		}
+	})
+	return s, nil
+}
+
+func (s *appServer) setErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+// Close stops both servers, waits for them and returns the first serving
+// error.
+func (s *appServer) Close() error {
+	_ = s.httpSrv.Close()
+	s.grpcSrv.Stop()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// appAddrLine is what `mecha bench app` prints on its first line of stdout.
+func appAddrLine(httpAddr, grpcAddr string) string {
+	return "http " + httpAddr + " grpc " + grpcAddr
+}
+
+// parseAppAddrLine reads appAddrLine's output.
+func parseAppAddrLine(line string) (httpAddr, grpcAddr string, err error) {
+	f := strings.Fields(line)
+	if len(f) != 4 || f[0] != "http" || f[2] != "grpc" {
+		return "", "", fmt.Errorf("unexpected first line from the bench app: %q", line)
+	}
+	return f[1], f[3], nil
+}
+
+func appCommand() *cobra.Command {
+	var host string
+	var bodySize int
+	cmd := &cobra.Command{
+		Use:   "app",
+		Short: "Run the target app of the invocation scenarios (HTTP echo and gRPC OnInvoke/UnaryCall, fixed-size answers)",
+		Long: `Serve the app the invocation scenarios call: HTTP/1.1 on one free port (any
+method and path, answered 200 with --body-size bytes) and gRPC on another
+(runtime.v1.AppCallback/OnInvoke and grpc.testing.TestService/UnaryCall, same
+answer). The first line of stdout is "http HOST:PORT grpc HOST:PORT". Runs until
+Ctrl-C or SIGTERM. Put a sidecar (mecha or daprd) in front of it with
+--app-port PORT [--app-protocol grpc] to benchmark any of them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateBodySize(bodySize); err != nil {
+				return err
+			}
+			ctx, stop := signalContext(cmd)
+			defer stop()
+			s, err := serveApp(host, bodySize)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), appAddrLine(s.HTTPAddr, s.GRPCAddr))
+			<-ctx.Done()
+			return s.Close()
+		},
+	}
+	cmd.Flags().StringVar(&host, "listen", "127.0.0.1", "address to listen on")
+	cmd.Flags().IntVar(&bodySize, "body-size", 1024, "bytes of every answer")
+	return cmd
+}
+
+func validateBodySize(n int) error {
+	if n < 1 || n > 4<<20 {
+		return fmt.Errorf("--body-size %d must be between 1 and 4194304", n)
+	}
+	return nil
+}
+
+// startApp execs `mecha bench app` from bin and waits for its addresses.
+// The returned process has httpAddr and grpcAddr set; the caller must call
+// Stop.
+func startApp(ctx context.Context, bin, logDir string, bodySize int, env []string) (*sidecarProc, error) {
+	logPath := filepath.Join(logDir, "app.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	cmd := exec.Command(bin, "bench", "app", "--body-size", strconv.Itoa(bodySize))
+	cmd.Stdout, cmd.Stderr = pw, logFile
+	cmd.Env = env
+	cmd.SysProcAttr = childAttr()
+	p := &sidecarProc{name: "app", cmd: cmd, logPath: logPath, logFile: logFile, exited: make(chan struct{}), started: time.Now()}
+	if env != nil {
+		p.pprofAddr = envValue(env, pprofEnv)
+	}
+	err = cmd.Start()
+	pw.Close() // the child has its copy
+	if err != nil {
+		pr.Close()
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s bench app: %w", bin, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	// The reader ends with the first line, or at EOF when the child exits
+	// (Stop below makes sure it does on failure).
+	type line struct {
+		s   string
+		err error
+	}
+	lines := make(chan line, 1)
+	go func() {
+		defer pr.Close()
+		s, err := bufio.NewReader(pr).ReadString('\n')
+		lines <- line{s, err}
+	}()
+	fail := func(err error) (*sidecarProc, error) {
+		_ = p.Stop()
+		<-lines
+		return nil, err
+	}
+	select {
+	case l := <-lines:
+		if l.err != nil {
+			_ = p.Stop()
+			return nil, fmt.Errorf("bench app stopped before listening (%v): %s", p.waitErr, p.logTail())
+		}
+		if p.httpAddr, p.grpcAddr, err = parseAppAddrLine(l.s); err != nil {
+			_ = p.Stop()
+			return nil, err
+		}
+		return p, nil
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	case <-time.After(30 * time.Second):
+		return fail(fmt.Errorf("bench app not listening after 30s: %s", p.logTail()))
+	}
+}
