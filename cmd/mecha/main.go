@@ -13,9 +13,11 @@ import (
 	"github.com/mecha-dev/mecha/components/all"
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/internal/cli/bench"
+	"github.com/mecha-dev/mecha/internal/cli/controlplane"
 	"github.com/mecha-dev/mecha/internal/cli/initcmd"
 	"github.com/mecha-dev/mecha/internal/cli/invoke"
 	"github.com/mecha-dev/mecha/internal/cli/list"
+	"github.com/mecha-dev/mecha/internal/cli/publish"
 	"github.com/mecha-dev/mecha/internal/cli/run"
 	"github.com/mecha-dev/mecha/internal/cli/sidecar"
 	"github.com/mecha-dev/mecha/internal/cli/stop"
@@ -41,9 +43,11 @@ func main() {
 		list.Command(),
 		stop.Command(),
 		invoke.Command(),
+		publish.Command(),
 		initcmd.Command(),
 		versioncmd.Command(),
 		bench.Command(),
+		controlplane.Command(),
 	)
 	err := root.ExecuteContext(context.Background())
 	if err == nil {

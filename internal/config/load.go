@@ -33,6 +33,8 @@ func (e ResourceError) Error() string {
 // Resources is everything loaded from the resources paths.
 type Resources struct {
 	Components []Component
+	// Subscriptions are the declarative pub/sub subscriptions for this app.
+	Subscriptions []Subscription
 	// Skipped lists resources that are valid but not for this sidecar
 	// (scopes or namespace), as "kind/name (reason)".
 	Skipped []string
@@ -134,7 +136,12 @@ func parseDoc(res *Resources, file string, doc *yaml.Node, opts LoadOptions, see
 	}
 	switch h.Kind {
 	case "Component":
-	case "Configuration", "Resiliency", "Subscription", "HTTPEndpoint":
+	case "Subscription":
+		if sub := parseSubscription(doc, h, fail); sub != nil {
+			addSubscription(res, sub, file, opts, seen, fail)
+		}
+		return
+	case "Configuration", "Resiliency", "HTTPEndpoint":
 		// Read by the building blocks that use them; not an error.
 		return
 	default:

@@ -107,6 +107,8 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 		})
 	case "bindings":
 		caps, err = r.addBinding(c, md, deps, initFn)
+	case "pubsub":
+		caps, err = r.addPubSub(c, md, deps, initFn)
 	default:
 		err = fmt.Errorf("component kind %q (type %s) is not supported by this build", c.Kind(), c.Spec.Type)
 	}

@@ -150,8 +150,16 @@ func TestInjectedResolver(t *testing.T) {
 // the internal server, and the caller gets the app's full answer.
 func TestCloseDrainsInvocations(t *testing.T) {
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	// On failure, let the handler finish so the app server can close.
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	started := make(chan struct{})
 	port := mechatest.HTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The sidecar also asks the app for /dapr/subscribe at start.
+		if r.URL.Path != "/slow" {
+			http.NotFound(w, r)
+			return
+		}
 		close(started)
 		<-release
 		io.WriteString(w, "finished")
@@ -168,7 +176,7 @@ func TestCloseDrainsInvocations(t *testing.T) {
 		t.Fatalf("Close returned (%v) with a call in flight", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	if r := <-got; r.Status != 200 || string(r.Body) != "finished" {
 		t.Fatalf("drained call: %d %s", r.Status, r.Body)
 	}

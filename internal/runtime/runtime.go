@@ -24,6 +24,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/pubsub"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 	"github.com/mecha-dev/mecha/internal/channel"
@@ -43,6 +44,7 @@ type Runtime struct {
 	lock          *lock.Block
 	configuration *configuration.Block
 	bindings      *bindings.Block
+	pubsub        *pubsub.Block
 	// app is the channel to the app; nil without --app-port.
 	app      *channel.App
 	appReady chan struct{}
@@ -124,6 +126,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	appHealthMetadata(opts, &app)
 	r.meta = metadata.New(opts.AppID, version.Version, app)
 	r.meta.SetExtended("daprRuntimeVersion", version.Version)
+	r.initPubSub()
 	r.initInvoke(ctx)
 	r.initProxy()
 
@@ -166,6 +169,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		r.watchApp(bgCtx)
 	}
 	r.bindings.Start(bgCtx)
+	r.startSubscriptions(bgCtx, res.Subscriptions)
 	return r, nil
 }
 
@@ -174,7 +178,7 @@ func (r *Runtime) listen() error {
 	r.httpSrv = &http.Server{
 		Handler: httpapi.Handler(httpapi.Deps{
 			AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
-			Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
+			Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings, PubSub: r.pubsub,
 			Invoke:   r.invoke,
 			Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
 			Logger: r.log, APILogging: o.EnableAPILogging,
@@ -196,7 +200,7 @@ func (r *Runtime) listen() error {
 	)
 	grpcapi.New(grpcapi.Deps{
 		AppID: o.AppID, State: r.state, Metadata: r.meta,
-		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings,
+		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings, PubSub: r.pubsub,
 		Invoke: r.invoke, MaxBodySize: o.MaxBodySize,
 		Shutdown: r.RequestShutdown, Logger: r.log,
 	}).Register(r.grpcSrv)
@@ -284,8 +288,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.health.set(func(h *health) { h.closing = true })
 		ctx, cancel := context.WithTimeout(ctx, r.opts.GracefulShutdown)
 		defer cancel()
-		// Streaming subscriptions never end on their own: end them so the
-		// gRPC server's graceful stop does not wait out the grace period.
+		// Pub/sub deliveries stop first (the broker keeps what was not
+		// delivered). Streaming subscriptions never end on their own: end
+		// them so the gRPC server's graceful stop does not wait out the
+		// grace period.
+		r.pubsub.StopSubscriptions()
 		r.configuration.StopSubscriptions()
 		r.deregister(ctx)
 		r.closeServers(ctx)
@@ -304,6 +311,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 func (r *Runtime) closeBlocks() error {
 	errs := []error{
 		r.bindings.Close(),
+		r.pubsub.Close(),
 		r.configuration.Close(),
 		r.lock.Close(),
 		r.state.Close(),

@@ -530,7 +530,7 @@ func TestComponentErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	o := opts(t, f.regs,
 		comp("unknown", "state.nope", ""),
-		comp("pubsub", "pubsub.redis", ""),
+		comp("pubsub", "pubsub.nope", ""),
 		comp("secret", "state.in-memory", "", "a", "b")+"  - name: password\n    secretKeyRef:\n      name: s\n      key: k\n",
 		strings.Replace(comp("badversion", "state.in-memory", ""), "version: v1", "version: v9", 1),
 		"kind: Nope\n",
@@ -551,7 +551,7 @@ func TestComponentErrors(t *testing.T) {
 	}
 	want := map[string]string{
 		"unknown":    "unknown component type state.nope",
-		"pubsub":     `component kind "pubsub" (type pubsub.redis) is not supported by this build`,
+		"pubsub":     "unknown component type pubsub.nope",
 		"secret":     `metadata "password" uses secretKeyRef "s" but the component sets no auth.secretStore`,
 		"badversion": "component type state.in-memory has no version v9",
 		"r04.yaml":   `unknown kind "Nope"`,

@@ -1,6 +1,8 @@
 // Package selfhosted owns Mecha's per-user home (~/.mecha, or $MECHA_HOME):
 // the default resources that make `mecha run` work with zero infrastructure,
-// and the data directory of embedded components.
+// the data directory of embedded components, and the local control plane
+// that hosts the embedded broker behind the default pub/sub (start, find,
+// stop: controlplane.go).
 package selfhosted
 
 import (
@@ -40,11 +42,19 @@ type Layout struct {
 	Home       string
 	Components string
 	Data       string
+	// Logs holds the logs of background processes (the local control
+	// plane).
+	Logs string
 }
 
 // LayoutAt returns the layout under home.
 func LayoutAt(home string) Layout {
-	return Layout{Home: home, Components: filepath.Join(home, "components"), Data: filepath.Join(home, "data")}
+	return Layout{
+		Home:       home,
+		Components: filepath.Join(home, "components"),
+		Data:       filepath.Join(home, "data"),
+		Logs:       filepath.Join(home, "logs"),
+	}
 }
 
 // File is one default file and whether EnsureDefaults created it.
@@ -55,7 +65,10 @@ type File struct {
 }
 
 // EnsureDefaults creates the home layout and the default component files
-// that are missing; existing files are never overwritten.
+// that are missing; existing files are never overwritten. The default
+// "pubsub" points at the local control plane's broker (BrokerURL): call
+// EnsureControlPlane first, so that a new home records the port its
+// broker actually got.
 func EnsureDefaults(l Layout) ([]File, error) {
 	for _, d := range []string{l.Home, l.Components, l.Data} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -120,6 +133,26 @@ spec:
   - name: connectionString
     value: %q
 `, filepath.Join(l.Data, "configuration.db")),
+	}, struct {
+		name, what, body string
+	}{
+		name: "pubsub.yaml",
+		what: fmt.Sprintf("pub/sub \"pubsub\" (pubsub.jetstream, the local control plane's embedded broker at %s)", BrokerURL(l)),
+		body: fmt.Sprintf(`# Created by mecha: the default pub/sub, NATS JetStream embedded in the local
+# control plane (mecha control-plane --local), which mecha run and mecha init
+# start in the background when it is not running; its data is in %s.
+# Point the same name at pubsub.redis, or at a NATS server of your own, to use a server.
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.jetstream
+  version: v1
+  metadata:
+  - name: natsURL
+    value: %q
+`, l.JetStreamDir(), BrokerURL(l)),
 	})
 	var out []File
 	for _, d := range defaults {

@@ -39,7 +39,7 @@ func TestHome(t *testing.T) {
 
 func TestLayoutAt(t *testing.T) {
 	got := selfhosted.LayoutAt("/h")
-	want := selfhosted.Layout{Home: "/h", Components: "/h/components", Data: "/h/data"}
+	want := selfhosted.Layout{Home: "/h", Components: "/h/components", Data: "/h/data", Logs: "/h/logs"}
 	if got != want {
 		t.Fatalf("LayoutAt = %+v, want %+v", got, want)
 	}
@@ -53,7 +53,7 @@ func TestEnsureDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFiles := []string{"statestore.yaml", "lockstore.yaml", "configstore.yaml"}
+	wantFiles := []string{"statestore.yaml", "lockstore.yaml", "configstore.yaml", "pubsub.yaml"}
 	if len(files) != len(wantFiles) || files[0].Path != statestore || !strings.Contains(files[0].What, "state.sqlite") {
 		t.Fatalf("first EnsureDefaults = %+v, want %v created", files, wantFiles)
 	}
@@ -121,7 +121,7 @@ func TestDefaultComponentParses(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := config.Load([]string{l.Components}, config.LoadOptions{AppID: "anyapp", Namespace: "default"})
-			if len(res.Errors) != 0 || len(res.Components) != 3 {
+			if len(res.Errors) != 0 || len(res.Components) != 4 {
 				t.Fatalf("loading the defaults: components %+v, errors %+v", res.Components, res.Errors)
 			}
 			types := map[string]string{}
@@ -129,13 +129,16 @@ func TestDefaultComponentParses(t *testing.T) {
 			for _, c := range res.Components {
 				types[c.Name] = c.Spec.Type
 				for _, m := range c.Spec.Metadata {
-					if m.Name == "connectionString" {
+					if m.Name == "connectionString" || m.Name == "natsURL" {
 						dbs[c.Name] = m.Value.String
 					}
 				}
 			}
-			wantTypes := map[string]string{"statestore": "state.sqlite", "lockstore": "lock.sqlite", "configstore": "configuration.sqlite"}
-			wantDBs := map[string]string{"statestore": filepath.Join(l.Data, "state.db"), "lockstore": filepath.Join(l.Data, "lock.db"), "configstore": filepath.Join(l.Data, "configuration.db")}
+			wantTypes := map[string]string{"statestore": "state.sqlite", "lockstore": "lock.sqlite", "configstore": "configuration.sqlite", "pubsub": "pubsub.jetstream"}
+			wantDBs := map[string]string{
+				"statestore": filepath.Join(l.Data, "state.db"), "lockstore": filepath.Join(l.Data, "lock.db"), "configstore": filepath.Join(l.Data, "configuration.db"),
+				"pubsub": "nats://127.0.0.1:50007",
+			}
 			if !reflect.DeepEqual(types, wantTypes) || !reflect.DeepEqual(dbs, wantDBs) {
 				t.Fatalf("defaults = %v %v, want %v %v", types, dbs, wantTypes, wantDBs)
 			}

@@ -161,8 +161,8 @@ func TestMetadataShutdownAndUnimplemented(t *testing.T) {
 	_, err = s.Dapr.SetMetadata(ctx, &runtimev1.SetMetadataRequest{Key: ""})
 	wantCode(t, err, codes.InvalidArgument)
 
-	_, err = s.Dapr.PublishEvent(ctx, &runtimev1.PublishEventRequest{PubsubName: "p", Topic: "t"})
-	if st := wantCode(t, err, codes.Unimplemented); !strings.Contains(st.Message(), "PublishEvent") {
+	_, err = s.Dapr.ScheduleJobAlpha1(ctx, &runtimev1.ScheduleJobRequest{Job: &runtimev1.Job{Name: "j"}})
+	if st := wantCode(t, err, codes.Unimplemented); !strings.Contains(st.Message(), "ScheduleJobAlpha1") {
 		t.Fatalf("Unimplemented message %q does not name the method", st.Message())
 	}
 	_, err = s.Dapr.QueryStateAlpha1(ctx, &runtimev1.QueryStateRequest{StoreName: "statestore"})

@@ -28,6 +28,17 @@ func (s *Server) GetMetadata(ctx context.Context, _ *runtimev1.GetMetadataReques
 	for _, c := range m.Components {
 		out.RegisteredComponents = append(out.RegisteredComponents, &runtimev1.RegisteredComponents{Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities})
 	}
+	for _, sub := range m.Subscriptions {
+		ps := &runtimev1.PubsubSubscription{
+			PubsubName: sub.PubsubName, Topic: sub.Topic, Metadata: sub.Metadata, DeadLetterTopic: sub.DeadLetterTopic,
+			Type:  runtimev1.PubsubSubscriptionType(runtimev1.PubsubSubscriptionType_value[sub.Type]),
+			Rules: &runtimev1.PubsubSubscriptionRules{},
+		}
+		for _, r := range sub.Rules {
+			ps.Rules.Rules = append(ps.Rules.Rules, &runtimev1.PubsubSubscriptionRule{Match: r.Match, Path: r.Path})
+		}
+		out.Subscriptions = append(out.Subscriptions, ps)
+	}
 	if app := m.App; app.Port != 0 || app.Protocol != "" {
 		out.AppConnectionProperties = &runtimev1.AppConnectionProperties{Port: int32(app.Port), Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: int32(app.MaxConcurrency)}
 		if app.HealthProbeInterval != "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/pubsub"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 )
@@ -37,6 +38,8 @@ type Deps struct {
 	Lock          *lock.Block
 	Configuration *configuration.Block
 	Bindings      *bindings.Block
+	// PubSub is publish/subscribe; nil answers ERR_PUBSUB_NOT_CONFIGURED.
+	PubSub *pubsub.Block
 	// Invoke is service invocation; nil answers "invoke API is not ready".
 	Invoke *invoke.Block
 	// MaxBodySize limits the response bodies InvokeService holds, in bytes.

@@ -18,7 +18,23 @@ type metadataResponse struct {
 	Extended                map[string]string        `json:"extended,omitempty"`
 	AppConnectionProperties *appConnectionJSON       `json:"appConnectionProperties,omitempty"`
 	ActorRuntime            actorRuntimeJSON         `json:"actorRuntime"`
+	Subscriptions           []subscriptionJSON       `json:"subscriptions,omitempty"`
 	ResourceErrors          []metadata.ResourceError `json:"resourceErrors,omitempty"`
+}
+
+// subscriptionJSON is daprd's metadataResponsePubsubSubscription.
+type subscriptionJSON struct {
+	PubsubName      string             `json:"pubsubname"`
+	Topic           string             `json:"topic"`
+	Metadata        map[string]string  `json:"metadata,omitempty"`
+	Rules           []subscriptionRule `json:"rules,omitempty"`
+	DeadLetterTopic string             `json:"deadLetterTopic"`
+	Type            string             `json:"type"`
+}
+
+type subscriptionRule struct {
+	Match string `json:"match,omitempty"`
+	Path  string `json:"path,omitempty"`
 }
 
 type componentJSON struct {
@@ -61,6 +77,13 @@ func (a *api) getMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, c := range s.Components {
 		resp.Components = append(resp.Components, componentJSON(c))
+	}
+	for _, sub := range s.Subscriptions {
+		j := subscriptionJSON{PubsubName: sub.PubsubName, Topic: sub.Topic, Metadata: sub.Metadata, DeadLetterTopic: sub.DeadLetterTopic, Type: sub.Type}
+		for _, r := range sub.Rules {
+			j.Rules = append(j.Rules, subscriptionRule(r))
+		}
+		resp.Subscriptions = append(resp.Subscriptions, j)
 	}
 	if app := s.App; app.Port != 0 || app.Protocol != "" {
 		resp.AppConnectionProperties = &appConnectionJSON{Port: app.Port, Protocol: app.Protocol, ChannelAddress: app.ChannelAddress, MaxConcurrency: app.MaxConcurrency}

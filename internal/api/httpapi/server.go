@@ -19,6 +19,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/lock"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/blocks/pubsub"
 	"github.com/mecha-dev/mecha/internal/blocks/secrets"
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 )
@@ -40,6 +41,8 @@ type Deps struct {
 	Lock          *lock.Block
 	Configuration *configuration.Block
 	Bindings      *bindings.Block
+	// PubSub is publish/subscribe; nil answers ERR_PUBSUB_NOT_CONFIGURED.
+	PubSub *pubsub.Block
 	// Invoke is service invocation; nil answers "invoke API is not ready".
 	Invoke *invoke.Block
 	Health Health
@@ -79,6 +82,7 @@ func Handler(d Deps) http.Handler {
 	a.lockRoutes(mux)
 	a.configurationRoutes(mux)
 	a.bindingsRoutes(mux)
+	a.pubsubRoutes(mux)
 
 	// Metadata.
 	mux.HandleFunc("GET /v1.0/metadata", a.getMetadata)

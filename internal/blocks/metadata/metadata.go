@@ -41,6 +41,23 @@ type AppConnection struct {
 	HealthThreshold     int
 }
 
+// Subscription is a pub/sub subscription the sidecar serves.
+type Subscription struct {
+	PubsubName      string
+	Topic           string
+	Metadata        map[string]string
+	Rules           []SubscriptionRule
+	DeadLetterTopic string
+	// Type is DECLARATIVE, PROGRAMMATIC or STREAMING.
+	Type string
+}
+
+// SubscriptionRule is one routing rule; Match is empty for the default.
+type SubscriptionRule struct {
+	Match string
+	Path  string
+}
+
 // Snapshot is a consistent copy of everything the block reports.
 type Snapshot struct {
 	AppID           string
@@ -51,6 +68,7 @@ type Snapshot struct {
 	Extended        map[string]string
 	App             AppConnection
 	ActorStatus     string
+	Subscriptions   []Subscription
 }
 
 // Block holds the sidecar's metadata.
@@ -58,6 +76,8 @@ type Block struct {
 	mu       sync.RWMutex
 	snap     Snapshot
 	extended map[string]string
+	// subscriptions lists the pub/sub subscriptions at snapshot time.
+	subscriptions func() []Subscription
 }
 
 // New returns a block for appID.
@@ -94,17 +114,30 @@ func (b *Block) SetExtended(key, value string) error {
 	return nil
 }
 
+// SetSubscriptions sets where the pub/sub subscriptions are read from;
+// they change at run time (programmatic and streaming subscriptions).
+func (b *Block) SetSubscriptions(list func() []Subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subscriptions = list
+}
+
 // Snapshot returns a copy of the current metadata.
 func (b *Block) Snapshot() Snapshot {
 	b.mu.RLock()
-	defer b.mu.RUnlock()
 	s := b.snap
 	s.Components = append([]Component(nil), b.snap.Components...)
 	s.ResourceErrors = append([]ResourceError(nil), b.snap.ResourceErrors...)
 	s.EnabledFeatures = append([]string(nil), b.snap.EnabledFeatures...)
 	s.Extended = maps.Clone(b.extended)
+	subs := b.subscriptions
+	b.mu.RUnlock()
 	if s.Extended == nil {
 		s.Extended = map[string]string{}
+	}
+	// Asked outside the lock: the source has locks of its own.
+	if subs != nil {
+		s.Subscriptions = subs()
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mecha-dev/mecha/internal/cli/initcmd"
+	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
 
 func runInit(t *testing.T, args ...string) (string, error) {
@@ -21,10 +22,16 @@ func runInit(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// noControlPlane keeps init from starting the local control plane, which
+// these tests do not ask for (internal/cli/controlplane tests init with
+// it, on the built binary).
+func noControlPlane(t *testing.T) { t.Setenv(selfhosted.ControlPlaneEnv, "off") }
+
 func TestInit(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "mecha home")
 	t.Setenv("MECHA_HOME", home)
 	t.Setenv("HOME", t.TempDir())
+	noControlPlane(t)
 	statestore := filepath.Join(home, "components", "statestore.yaml")
 
 	out, err := runInit(t)
@@ -37,6 +44,8 @@ func TestInit(t *testing.T) {
 		"  created:    " + statestore + ": state store \"statestore\" (state.sqlite, embedded, actor state store)",
 		"  created:    " + filepath.Join(home, "components", "lockstore.yaml") + ": lock store \"lockstore\" (lock.sqlite, embedded)",
 		"  created:    " + filepath.Join(home, "components", "configstore.yaml") + ": configuration store \"configstore\" (configuration.sqlite, embedded)",
+		"  created:    " + filepath.Join(home, "components", "pubsub.yaml") + ": pub/sub \"pubsub\" (pubsub.jetstream, the local control plane's embedded broker at nats://127.0.0.1:50007)",
+		"  control plane: not started (MECHA_CONTROL_PLANE=off)",
 		"Ready: `mecha run --app-id myapp -- <your command>` uses these defaults.",
 	}
 	if got := strings.Split(strings.TrimRight(out, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(wantLines, "\n") {
@@ -72,6 +81,7 @@ func TestInitUsesHomeDir(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("MECHA_HOME", "")
 	t.Setenv("HOME", home)
+	noControlPlane(t)
 	out, err := runInit(t)
 	if err != nil {
 		t.Fatalf("mecha init: %v\n%s", err, out)
@@ -85,6 +95,7 @@ func TestInitUsesHomeDir(t *testing.T) {
 }
 
 func TestInitErrors(t *testing.T) {
+	noControlPlane(t)
 	t.Run("arguments", func(t *testing.T) {
 		t.Setenv("MECHA_HOME", t.TempDir())
 		if out, err := runInit(t, "extra"); err == nil || !strings.Contains(err.Error(), `unknown command "extra"`) {
@@ -101,4 +112,20 @@ func TestInitErrors(t *testing.T) {
 			t.Fatalf("mecha init with MECHA_HOME a file succeeded:\n%s", out)
 		}
 	})
+}
+
+// TestInitControlPlaneFails: when the control plane cannot start (here: a
+// test binary is never started as one), init still writes the defaults but
+// fails, naming the cause.
+func TestInitControlPlaneFails(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("MECHA_HOME", home)
+	t.Setenv(selfhosted.ControlPlaneEnv, "")
+	out, err := runInit(t)
+	if err == nil || !strings.Contains(err.Error(), "the local control plane did not start") {
+		t.Fatalf("mecha init = %v, want the control plane's failure\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, "components", "pubsub.yaml")); err != nil {
+		t.Fatalf("defaults not written: %v", err)
+	}
 }

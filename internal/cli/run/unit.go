@@ -56,7 +56,7 @@ func startUnit(ctx context.Context, s unitSpec, regs *kinds.Registries) (*unit, 
 	if err != nil {
 		return nil, err
 	}
-	if err := useDefaults(f, logger); err != nil {
+	if err := useDefaults(ctx, f, logger); err != nil {
 		return nil, err
 	}
 	opts, err := f.Options(logger, regs)
@@ -104,8 +104,10 @@ func startUnit(ctx context.Context, s unitSpec, regs *kinds.Registries) (*unit, 
 }
 
 // useDefaults points a sidecar without --resources-path at the self-hosted
-// defaults in ~/.mecha, creating them on first use.
-func useDefaults(f *sidecar.Flags, logger *slog.Logger) error {
+// defaults in ~/.mecha, creating them on first use, and starts the local
+// control plane (the broker behind the default "pubsub") when it is not
+// running; without it the sidecar still runs, and only "pubsub" fails.
+func useDefaults(ctx context.Context, f *sidecar.Flags, logger *slog.Logger) error {
 	if len(f.ResourcesPaths) > 0 || len(f.ComponentsPaths) > 0 {
 		return nil
 	}
@@ -114,6 +116,14 @@ func useDefaults(f *sidecar.Flags, logger *slog.Logger) error {
 		return err
 	}
 	l := selfhosted.LayoutAt(home)
+	switch cp, started, err := selfhosted.EnsureControlPlane(ctx, l, selfhosted.EnsureOptions{}); {
+	case errors.Is(err, selfhosted.ErrControlPlaneDisabled):
+		logger.Debug("not starting the local control plane", "reason", err)
+	case err != nil:
+		logger.Warn("the local control plane is not running: the default pubsub component will not work", "error", err)
+	case started:
+		logger.Info("started the local control plane in the background", "pid", cp.PID, "broker", cp.Broker, "log", l.ControlPlaneLog())
+	}
 	files, err := selfhosted.EnsureDefaults(l)
 	if err != nil {
 		return fmt.Errorf("preparing %s: %w", l.Home, err)

@@ -31,25 +31,31 @@ import (
 	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/internal/cli/list"
 	"github.com/mecha-dev/mecha/internal/cli/run/runfile"
+	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
 
 // Command returns `mecha stop`.
 func Command() *cobra.Command {
 	var (
-		appIDs  []string
-		runFile string
-		timeout int
+		appIDs       []string
+		runFile      string
+		timeout      int
+		controlPlane bool
 	)
 	cmd := &cobra.Command{
-		Use:   "stop (--app-id ID | ID... | -f TEMPLATE) [--timeout SECONDS]",
+		Use:   "stop (--app-id ID | ID... | -f TEMPLATE | --control-plane) [--timeout SECONDS]",
 		Short: "Stop running apps and their sidecars",
 		Long: `Stop the apps with the given ids (all their instances), or every app of a
 multi-app run template, and their sidecars. Each sidecar is asked to shut down
 through its API; if that cannot be reached, its process gets SIGTERM. mecha
 stop returns once the apps have left the registry of running apps, or fails
-after --timeout seconds.`,
+after --timeout seconds.
+
+With --control-plane it also stops the local control plane that mecha init
+and mecha run start in the background (after the apps, when some are named).`,
 		Example: `  mecha stop --app-id orders
-  mecha stop -f examples/apps.yaml`,
+  mecha stop -f examples/apps.yaml
+  mecha stop --control-plane`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ids := append(slices.Clone(appIDs), args...)
 			fromTemplate := ""
@@ -63,22 +69,52 @@ after --timeout seconds.`,
 					ids = append(ids, a.AppID)
 				}
 			}
-			if len(ids) == 0 {
+			if len(ids) == 0 && !controlPlane {
 				return errors.New("name the apps to stop: --app-id ID, or -f TEMPLATE for the apps of a run template")
 			}
 			if timeout <= 0 {
 				return fmt.Errorf("--timeout %d must be positive (seconds)", timeout)
 			}
-			s := &Stopper{Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), Timeout: time.Duration(timeout) * time.Second}
-			return s.Stop(cmd.Context(), ids, fromTemplate)
+			if len(ids) > 0 {
+				s := &Stopper{Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr(), Timeout: time.Duration(timeout) * time.Second}
+				if err := s.Stop(cmd.Context(), ids, fromTemplate); err != nil {
+					return err
+				}
+			}
+			if controlPlane {
+				return stopControlPlane(cmd.Context(), cmd.OutOrStdout(), time.Duration(timeout)*time.Second)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringArrayVarP(&appIDs, "app-id", "a", nil, "the app id to stop (repeatable; ids may also be given as arguments)")
 	cmd.Flags().StringVarP(&runFile, "run-file", "f", "", "stop every app of this multi-app run template (a file, or a directory holding dapr.yaml)")
 	cmd.Flags().IntVarP(&timeout, "timeout", "t", 15, "seconds to wait for the apps to stop")
+	cmd.Flags().BoolVar(&controlPlane, "control-plane", false, "stop the local control plane (the embedded pub/sub broker)")
 	cmd.Flags().BoolP("wait", "w", true, "accepted for dapr CLI compatibility: mecha stop always waits")
 	cmd.Flags().Lookup("wait").Hidden = true
 	return cmd
+}
+
+// stopControlPlane stops the local control plane of the Mecha home; one
+// that is not running is reported, not an error.
+func stopControlPlane(ctx context.Context, out io.Writer, timeout time.Duration) error {
+	home, err := selfhosted.Home()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := selfhosted.StopControlPlane(ctx, selfhosted.LayoutAt(home))
+	if errors.Is(err, selfhosted.ErrControlPlaneNotRunning) {
+		fmt.Fprintln(out, "the local control plane is not running")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "stopped the local control plane (pid %d)\n", st.PID)
+	return nil
 }
 
 // Stopper stops apps found in the registry.

@@ -1,0 +1,51 @@
+package pubsub
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+)
+
+// childTraceParent returns the W3C traceparent of a new span for one
+// published event: a child of parent (same trace id and flags, a new span
+// id) when parent is a valid traceparent, else the root of a new, not
+// sampled trace. daprd starts a producer span per event the same way, so
+// the envelope's traceid/traceparent are never empty.
+func childTraceParent(parent string) string {
+	var span [8]byte
+	_, _ = rand.Read(span[:])
+	if traceID, flags, ok := parseTraceParent(parent); ok {
+		return "00-" + traceID + "-" + hex.EncodeToString(span[:]) + "-" + flags
+	}
+	var trace [16]byte
+	_, _ = rand.Read(trace[:])
+	return "00-" + hex.EncodeToString(trace[:]) + "-" + hex.EncodeToString(span[:]) + "-00"
+}
+
+// parseTraceParent returns the trace id and flags of a version-00
+// traceparent ("00-<32 hex>-<16 hex>-<2 hex>") whose ids are not all zero.
+func parseTraceParent(tp string) (traceID, flags string, ok bool) {
+	parts := strings.Split(strings.TrimSpace(tp), "-")
+	if len(parts) != 4 || parts[0] != "00" || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+		return "", "", false
+	}
+	for _, p := range parts[1:] {
+		if !isLowerHex(p) {
+			return "", "", false
+		}
+	}
+	if strings.Trim(parts[1], "0") == "" || strings.Trim(parts[2], "0") == "" {
+		return "", "", false
+	}
+	return parts[1], parts[3], true
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
