@@ -103,10 +103,10 @@ func TestSDKUnimplemented(t *testing.T) {
 	c := s.sdkClient(t)
 	g := c.GrpcClient()
 
-	_, err := g.PublishEvent(ctxT(t), &pb.PublishEventRequest{PubsubName: "pubsub", Topic: "t", Data: []byte("x")})
-	expectCode(t, "PublishEvent", err, codes.Unimplemented)
-	if !strings.Contains(status.Convert(err).Message(), "PublishEvent") {
-		t.Errorf("PublishEvent: message %q does not name the method", status.Convert(err).Message())
+	_, err := g.ScheduleJobAlpha1(ctxT(t), &pb.ScheduleJobRequest{Job: &pb.Job{Name: "j"}})
+	expectCode(t, "ScheduleJobAlpha1", err, codes.Unimplemented)
+	if !strings.Contains(status.Convert(err).Message(), "ScheduleJobAlpha1") {
+		t.Errorf("ScheduleJobAlpha1: message %q does not name the method", status.Convert(err).Message())
 	}
 
 	_, err = g.QueryStateAlpha1(ctxT(t), &pb.QueryStateRequest{StoreName: storeName, Query: `{"filter":{}}`})
