@@ -239,7 +239,9 @@ func TestTwoProcessesShareFile(t *testing.T) {
 	for _, disableWAL := range []string{"false", "true"} {
 		t.Run("two stores in one process, disableWAL="+disableWAL, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "shared.db")
-			props := map[string]string{"connectionString": path, "disableWAL": disableWAL}
+			// A long busy timeout: on a loaded CI machine the default 2s
+			// is not always enough for 4 writers on one rollback journal.
+			props := map[string]string{"connectionString": path, "disableWAL": disableWAL, "busyTimeout": "20s"}
 			a, b := open(t, props), open(t, props)
 			if err := a.Set(ctx(t), &state.SetRequest{Key: key, Value: []byte("0")}); err != nil {
 				t.Fatal(err)
