@@ -56,6 +56,9 @@ type ControlPlaneState struct {
 	Broker string `json:"broker"`
 	// Healthz is the host:port of its /healthz endpoint.
 	Healthz string `json:"healthz"`
+	// Placement is host:port of the actor placement service, what
+	// sidecars take as --placement-host-address; "" when it hosts none.
+	Placement string `json:"placement,omitempty"`
 	// Started is when it started.
 	Started time.Time `json:"started"`
 }
@@ -69,6 +72,19 @@ func (s ControlPlaneState) BrokerPort() int {
 	p, _ := strconv.Atoi(u.Port())
 	return p
 }
+
+// PlacementPort is the port of Placement, 0 when there is none.
+func (s ControlPlaneState) PlacementPort() int {
+	_, port, err := net.SplitHostPort(s.Placement)
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(port)
+	return p
+}
+
+// DefaultPlacementPort is the placement port of a new home: Dapr's.
+const DefaultPlacementPort = 50005
 
 // ControlPlaneFile is <home>/data/control-plane.json.
 func (l Layout) ControlPlaneFile() string { return filepath.Join(l.Data, "control-plane.json") }

@@ -3,11 +3,16 @@
 // init and mecha run start it in the background when it is not running);
 // `mecha control-plane status` and `stop` find it through the home.
 //
-// The process hosts the control plane's parts (internal/controlplane): for
-// now the embedded NATS JetStream broker, on 127.0.0.1, keeping its data in
-// <home>/data/jetstream. It records its pid and addresses in
+// The process hosts the control plane's parts (internal/controlplane): the
+// embedded NATS JetStream broker, on 127.0.0.1, keeping its data in
+// <home>/data/jetstream, and the actor placement service
+// (internal/placement), standalone. It records its pid and addresses in
 // <home>/data/control-plane.json and holds <home>/data/control-plane.lock
 // while it runs, so that a home has at most one.
+//
+// Without --local it is a node of a placement cluster (Dapr's placement
+// deployment): the placement service alone, replicated with raft across
+// --placement-peers, and /healthz.
 package controlplane
 
 import (
@@ -15,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -26,6 +33,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/controlplane"
 	"github.com/mecha-dev/mecha/internal/controlplane/broker"
 	"github.com/mecha-dev/mecha/internal/logging"
+	"github.com/mecha-dev/mecha/internal/placement"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
 
@@ -45,14 +53,22 @@ type flags struct {
 	healthzPort int
 	logLevel    string
 	logJSON     bool
+
+	listenAddress     string
+	placementOn       bool
+	placementPort     int
+	placementID       string
+	placementPeers    string
+	raftDir           string
+	replicationFactor int
 }
 
 // Command returns `mecha control-plane`.
 func Command() *cobra.Command {
 	f := &flags{}
 	cmd := &cobra.Command{
-		Use:   "control-plane --local [--broker-port PORT] [--healthz-port PORT]",
-		Short: "Run the local control plane (the embedded pub/sub broker) in the foreground",
+		Use:   "control-plane (--local | --placement-id ID --placement-peers ID=HOST:PORT,...) [flags]",
+		Short: "Run the control plane (pub/sub broker, actor placement) in the foreground",
 		Long: `Run the self-hosted control plane of the Mecha home ($MECHA_HOME, else
 ~/.mecha) in the foreground until SIGTERM or Ctrl-C. It hosts the embedded NATS
 JetStream broker that the default "pubsub" component uses, listening on
@@ -62,16 +78,32 @@ mecha init and mecha run start it in the background when it is not running
 (logging to <home>/logs/control-plane.log); mecha control-plane stop, or mecha
 stop --control-plane, stops it. A home has at most one.
 
-The broker port defaults to the one the home used last, else 50007, else (when
-50007 is taken) any free port; the port is recorded in
-<home>/data/control-plane.json.`,
+It also hosts the actor placement service (Dapr's placement protocol) as a
+single node, for sidecars started with --placement-host-address; mecha run
+passes its address.
+
+The broker and placement ports default to the ones the home used last, else
+50007 and 50005, else (when taken) any free port; the ports are recorded in
+<home>/data/control-plane.json.
+
+Without --local, the process is one node of a highly available placement
+service: the placement alone, on --listen-address:--placement-port, its
+membership replicated with raft across --placement-peers (every node gets the
+same list, each its own --placement-id; raft listens on the node's own
+address in the list). Only the leader serves sidecars; sidecars list every
+node in --placement-host-address and find the leader. With no peers, it runs
+standalone.`,
 		Example: `  mecha control-plane --local
   mecha control-plane status
-  mecha control-plane stop`,
+  mecha control-plane stop
+
+  # a 3-node placement cluster
+  mecha control-plane --placement-id p0 --placement-port 50005 --healthz-port 8080 \
+    --placement-peers p0=127.0.0.1:8201,p1=127.0.0.1:8202,p2=127.0.0.1:8203 --placement-raft-dir /var/lib/mecha/p0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !f.local {
-				return errors.New("only the local (self-hosted) control plane exists so far: pass --local")
+				return runCluster(cmd, f)
 			}
 			return run(cmd, f)
 		},
@@ -79,7 +111,15 @@ The broker port defaults to the one the home used last, else 50007, else (when
 	fs := cmd.Flags()
 	fs.BoolVar(&f.local, "local", false, "run the self-hosted control plane of the Mecha home")
 	fs.IntVar(&f.brokerPort, "broker-port", -1, "the embedded broker's port on 127.0.0.1 (default: the home's last, else 50007, else any free port; 0: any free port)")
-	fs.IntVar(&f.healthzPort, "healthz-port", DefaultHealthzPort, "the /healthz port on 127.0.0.1 (0: any free port)")
+	fs.IntVar(&f.healthzPort, "healthz-port", DefaultHealthzPort, "the /healthz port on the listen address (0: any free port)")
+	fs.StringVar(&f.listenAddress, "listen-address", "127.0.0.1", "the interface the placement and /healthz listen on (the broker stays on 127.0.0.1)")
+	fs.BoolVar(&f.placementOn, "placement", true, "host the actor placement service (with --local)")
+	fs.IntVar(&f.placementPort, "placement-port", -1, "the placement gRPC port (default: with --local the home's last, else 50005, else any free port; else 50005; 0: any free port)")
+	fs.StringVar(&f.placementID, "placement-id", "placement-0", "this placement node's raft id (one of --placement-peers)")
+	fs.StringVar(&f.placementPeers, "placement-peers", "", "the placement raft cluster, id=host:port of each node's raft transport, comma-separated (empty: standalone)")
+	fs.StringVar(&f.raftDir, "placement-raft-dir", "", "where this node keeps its raft log and snapshots (empty: in memory; a restarted node catches up from the leader)")
+	fs.IntVar(&f.replicationFactor, "placement-replication-factor", 100, "virtual nodes per host in the actor hashing rings")
+	fs.Lookup("placement-port").DefValue = "auto"
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-as-json", false, "write logs as JSON")
 	fs.Lookup("broker-port").DefValue = "auto"
@@ -116,9 +156,22 @@ func run(cmd *cobra.Command, f *flags) error {
 	}
 	// The server keeps JetStream in StoreDir/jetstream: <home>/data/jetstream.
 	b := broker.New(broker.Options{Port: port, StoreDir: l.Data, Logger: log.With("part", "broker")})
+	parts := []controlplane.Part{b}
+	var pl *placement.Server
+	if f.placementOn {
+		ln, err := placementListener(l, f, log.Warn)
+		if err != nil {
+			return err
+		}
+		if pl, err = newPlacement(f, 0, ln, nil, log); err != nil {
+			ln.Close()
+			return err
+		}
+		parts = append(parts, pl)
+	}
 	host := controlplane.New(controlplane.Options{
-		Parts:       []controlplane.Part{b},
-		HealthzAddr: "127.0.0.1:" + strconv.Itoa(f.healthzPort),
+		Parts:       parts,
+		HealthzAddr: net.JoinHostPort(f.listenAddress, strconv.Itoa(f.healthzPort)),
 		Logger:      log,
 	})
 
@@ -128,11 +181,14 @@ func run(cmd *cobra.Command, f *flags) error {
 		return err
 	}
 	st := selfhosted.ControlPlaneState{PID: os.Getpid(), Broker: b.URL(), Healthz: host.HealthzAddr(), Started: time.Now().UTC()}
+	if pl != nil {
+		st.Placement = dialable(pl.Addr())
+	}
 	if err := selfhosted.WriteControlPlane(l, st); err != nil {
 		_ = host.Stop(context.Background())
 		return fmt.Errorf("recording the control plane: %w", err)
 	}
-	log.Info("control plane ready", "home", l.Home, "broker", st.Broker, "healthz", "http://"+st.Healthz+"/healthz", "pid", st.PID)
+	log.Info("control plane ready", "home", l.Home, "broker", st.Broker, "placement", st.Placement, "healthz", "http://"+st.Healthz+"/healthz", "pid", st.PID)
 
 	<-ctx.Done()
 	log.Info("stopping the control plane")
@@ -170,6 +226,122 @@ func brokerPort(l selfhosted.Layout, flag int, warn func(string, ...any)) (int, 
 	return 0, nil
 }
 
+// placementListener binds the local placement's port: the flag's when
+// given; else the home's last, else DefaultPlacementPort, else any free
+// port. Unlike the broker's port, which the home's pubsub component
+// names, any port will do (mecha run reads it from the state file), so a
+// port taken meanwhile, by another home's control plane say, costs
+// nothing but a warning.
+func placementListener(l selfhosted.Layout, f *flags, warn func(string, ...any)) (net.Listener, error) {
+	at := func(port int) (net.Listener, error) {
+		return net.Listen("tcp", net.JoinHostPort(f.listenAddress, strconv.Itoa(port)))
+	}
+	if f.placementPort >= 0 {
+		if f.placementPort > 65535 {
+			return nil, fmt.Errorf("--placement-port %d is out of range", f.placementPort)
+		}
+		ln, err := at(f.placementPort)
+		if err != nil {
+			return nil, fmt.Errorf("placement: %w", err)
+		}
+		return ln, nil
+	}
+	var tries []int
+	if st, ok, err := selfhosted.ReadControlPlane(l); err == nil && ok && st.PlacementPort() > 0 {
+		tries = append(tries, st.PlacementPort())
+	}
+	tries = append(tries, selfhosted.DefaultPlacementPort)
+	for _, port := range tries {
+		if ln, err := at(port); err == nil {
+			return ln, nil
+		}
+	}
+	warn("the placement port is taken; using a free one", "ports", tries)
+	ln, err := at(0)
+	if err != nil {
+		return nil, fmt.Errorf("placement: %w", err)
+	}
+	return ln, nil
+}
+
+// newPlacement builds the placement part on ln, else on the listen
+// address and port; raft nil runs it standalone.
+func newPlacement(f *flags, port int, ln net.Listener, raft *placement.RaftOptions, log *slog.Logger) (*placement.Server, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("--placement-port %d is out of range", port)
+	}
+	if f.replicationFactor <= 0 {
+		return nil, fmt.Errorf("--placement-replication-factor %d must be positive", f.replicationFactor)
+	}
+	return placement.New(placement.Options{
+		Address:           net.JoinHostPort(f.listenAddress, strconv.Itoa(port)),
+		Listener:          ln,
+		ReplicationFactor: f.replicationFactor,
+		Raft:              raft,
+		Logger:            log.With("part", "placement"),
+	}), nil
+}
+
+// dialable turns a listener address into one a local client can dial
+// (an unspecified host, 0.0.0.0 or ::, becomes loopback).
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// runCluster runs one node of a placement cluster: the placement alone
+// and /healthz, with no home (no state file, no lock).
+func runCluster(cmd *cobra.Command, f *flags) error {
+	log, err := logging.New(logging.Options{Level: f.logLevel, JSON: f.logJSON, Scope: "mecha.controlplane", Output: cmd.ErrOrStderr()})
+	if err != nil {
+		return err
+	}
+	if !f.placementOn {
+		return errors.New("without --local the control plane is a placement node: --placement=false leaves it nothing to do")
+	}
+	if f.healthzPort < 0 {
+		return fmt.Errorf("--healthz-port %d must not be negative", f.healthzPort)
+	}
+	port := f.placementPort
+	if port < 0 {
+		port = placement.DefaultPort
+	}
+	var raft *placement.RaftOptions
+	if f.placementPeers != "" {
+		peers, err := placement.ParsePeers(f.placementPeers)
+		if err != nil {
+			return err
+		}
+		raft = &placement.RaftOptions{ID: f.placementID, Peers: peers, Dir: f.raftDir}
+	}
+	pl, err := newPlacement(f, port, nil, raft, log)
+	if err != nil {
+		return err
+	}
+	host := controlplane.New(controlplane.Options{
+		Parts:       []controlplane.Part{pl},
+		HealthzAddr: net.JoinHostPort(f.listenAddress, strconv.Itoa(f.healthzPort)),
+		Logger:      log,
+	})
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := host.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("placement node ready", "placement", pl.Addr(), "id", f.placementID, "healthz", "http://"+host.HealthzAddr()+"/healthz", "pid", os.Getpid())
+	<-ctx.Done()
+	log.Info("stopping the placement node")
+	sctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	return host.Stop(sctx)
+}
+
 func statusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
@@ -184,8 +356,12 @@ func statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "running: pid %d, broker %s, healthz http://%s/healthz, since %s\n",
-				st.PID, st.Broker, st.Healthz, st.Started.Local().Format(time.RFC3339))
+			pl := ""
+			if st.Placement != "" {
+				pl = ", placement " + st.Placement
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "running: pid %d, broker %s%s, healthz http://%s/healthz, since %s\n",
+				st.PID, st.Broker, pl, st.Healthz, st.Started.Local().Format(time.RFC3339))
 			return nil
 		},
 	}
