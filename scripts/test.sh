@@ -18,6 +18,19 @@ go vet ./...
 go vet -tags k8s ./...
 echo "== go test (main module, -race, with the optional k8s components)"
 go test -race -tags k8s -count=1 -timeout 20m ./...
+fuzztime="${MECHA_FUZZTIME:-3s}"
+if [ "$fuzztime" != "0" ]; then
+  echo "== go test -fuzz (every fuzz target briefly, ${fuzztime} each; MECHA_FUZZTIME=0 skips)"
+  # Each target also runs its committed seed corpus in the -race run above.
+  grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do
+    pkg="./$(dirname "${f#./}")"
+    for name in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
+      go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null || {
+        echo "fuzzing $name in $pkg failed:"; go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; exit 1; }
+      echo "ok  $pkg $name"
+    done
+  done
+fi
 if [ -f test/sdk/go.mod ]; then
   echo "== go test (test/sdk: Dapr Go SDK against the mecha binary)"
   (cd test/sdk && go vet ./... && go test -count=1 -timeout 15m ./...)

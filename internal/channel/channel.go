@@ -29,6 +29,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // Options describe how to reach the app.
@@ -48,6 +50,10 @@ type Options struct {
 	// HealthCheckPath is what HealthProbe GETs on an HTTP app (default
 	// /healthz).
 	HealthCheckPath string
+	// WrapTransport, when set, wraps the HTTP transport to the app (metrics).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// DialOptions are added to the gRPC connection to the app (metrics).
+	DialOptions []grpc.DialOption
 }
 
 // App is the channel to the app. Exactly one of HTTP or GRPC is non-nil.
@@ -158,6 +164,9 @@ func newHTTP(o Options, hostport string, sem chan struct{}) *HTTP {
 	default:
 		rt = baseTransport()
 	}
+	if o.WrapTransport != nil {
+		rt = o.WrapTransport(rt)
+	}
 	return &HTTP{client: &http.Client{Transport: rt}, base: scheme + "://" + hostport, baseURL: &url.URL{Scheme: scheme, Host: hostport}, sem: sem, token: o.Token}
 }
 
@@ -190,25 +199,21 @@ func (h *HTTP) Do(ctx context.Context, method, path string, header http.Header, 
 	if header != nil {
 		req.Header = header
 	}
+	return h.roundTrip(req)
+}
+
+// send is the one place requests leave for the app: invocations, pub/sub
+// and binding deliveries, subscription and configuration discovery, and
+// health probes all pass here, and all carry the app token when there is
+// one (APP_API_TOKEN), in place of any the request had.
+func (h *HTTP) send(req *http.Request) (*http.Response, error) {
+	// The span of the work that sends the request (an invocation, a
+	// delivery) is the app's parent, whatever trace headers it had.
+	tracing.InjectHTTP(req.Context(), req.Header)
 	if h.token != "" {
-		req.Header.Set("dapr-api-token", h.token)
+		req.Header.Set(tokenHeader, h.token)
 	}
-	if h.sem != nil {
-		select {
-		case h.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		h.release()
-		return nil, err
-	}
-	if h.sem != nil {
-		resp.Body = &releaseBody{ReadCloser: resp.Body, release: h.release}
-	}
-	return resp, nil
+	return h.client.Do(req)
 }
 
 func (h *HTTP) release() {
@@ -257,6 +262,9 @@ func newGRPC(o Options, hostport string, sem chan struct{}) (*GRPC, error) {
 	if sem != nil {
 		opts = append(opts, grpc.WithChainUnaryInterceptor(limitUnary(sem)))
 	}
+	// Every call carries the trace context of the span that makes it.
+	opts = append(opts, grpc.WithChainUnaryInterceptor(tracing.UnaryClientInterceptor()), grpc.WithChainStreamInterceptor(tracing.StreamClientInterceptor()))
+	opts = append(opts, o.DialOptions...)
 	conn, err := grpc.NewClient(hostport, opts...)
 	if err != nil {
 		return nil, err

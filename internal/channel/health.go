@@ -109,7 +109,7 @@ func (h *HTTP) probe(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("health check request: %w", err)
 	}
-	resp, err := h.client.Do(req)
+	resp, err := h.send(req)
 	if err != nil {
 		return fmt.Errorf("network error: %w", err)
 	}

@@ -79,9 +79,6 @@ func (h *HTTP) invoke(ctx context.Context, req *invokemsg.Request) (*invokemsg.R
 	if ct := req.ContentType(); ct != "" {
 		hreq.Header["Content-Type"] = []string{ct}
 	}
-	if h.token != "" {
-		hreq.Header.Set("dapr-api-token", h.token)
-	}
 	resp, err := h.roundTrip(hreq)
 	if err != nil {
 		return nil, err
@@ -118,7 +115,7 @@ func (h *HTTP) roundTrip(hreq *http.Request) (*http.Response, error) {
 			return nil, hreq.Context().Err()
 		}
 	}
-	resp, err := h.client.Do(hreq)
+	resp, err := h.send(hreq)
 	if err != nil {
 		h.release()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -24,6 +25,53 @@ type ConfigurationSpec struct {
 	Secrets        SecretsSpec        `yaml:"secrets"`
 	NameResolution NameResolutionSpec `yaml:"nameResolution"`
 	Features       []FeatureSpec      `yaml:"features"`
+	// Tracing is spec.tracing; nil (the section is absent) leaves tracing
+	// off. See internal/telemetry/tracing.
+	Tracing *TracingSpec `yaml:"tracing"`
+	// Metric is spec.metric and MetricsAlias spec.metrics (see Metrics).
+	Metric       *MetricSpec `yaml:"metric"`
+	MetricsAlias *MetricSpec `yaml:"metrics"`
+	// MTLS is spec.mtls and AccessControl spec.accessControl (security.go);
+	// nil when absent.
+	MTLS          *MTLSSpec          `yaml:"mtls"`
+	AccessControl *AccessControlSpec `yaml:"accessControl"`
+}
+
+// TracingSpec is spec.tracing, as daprd reads it.
+type TracingSpec struct {
+	// SamplingRate is the probability, "0" to "1", that a trace started
+	// here is recorded; a sampled parent is followed either way. "0"
+	// records nothing but still propagates trace context.
+	SamplingRate string      `yaml:"samplingRate"`
+	Stdout       bool        `yaml:"stdout"`
+	Zipkin       *ZipkinSpec `yaml:"zipkin"`
+	Otel         *OtelSpec   `yaml:"otel"`
+}
+
+// ZipkinSpec is spec.tracing.zipkin.
+type ZipkinSpec struct {
+	EndpointAddress string `yaml:"endpointAddress"`
+}
+
+// OtelSpec is spec.tracing.otel: an OTLP endpoint.
+type OtelSpec struct {
+	// Protocol is grpc or http (OTLP/HTTP protobuf).
+	Protocol        string `yaml:"protocol"`
+	EndpointAddress string `yaml:"endpointAddress"`
+	// IsSecure defaults to true, as in daprd.
+	IsSecure *bool `yaml:"isSecure"`
+	// Headers are added to every export request.
+	Headers []TracingHeader `yaml:"headers"`
+	// Timeout bounds one export request (a Go duration, e.g. "10s").
+	Timeout string `yaml:"timeout"`
+}
+
+// TracingHeader is one OTLP request header: a plain value or, with
+// envRef, the value of an environment variable.
+type TracingHeader struct {
+	Name   string `yaml:"name"`
+	Value  string `yaml:"value"`
+	EnvRef string `yaml:"envRef"`
 }
 
 // SecretsSpec is spec.secrets.
@@ -131,6 +179,21 @@ func merge(dst, src *ConfigurationSpec, set map[string]bool) {
 	if set["features"] {
 		dst.Features = src.Features
 	}
+	if set["metric"] {
+		dst.Metric = src.Metric
+	}
+	if set["metrics"] {
+		dst.MetricsAlias = src.MetricsAlias
+	}
+	if set["tracing"] {
+		dst.Tracing = src.Tracing
+	}
+	if set["mtls"] {
+		dst.MTLS = src.MTLS
+	}
+	if set["accessControl"] {
+		dst.AccessControl = src.AccessControl
+	}
 }
 
 func (s *ConfigurationSpec) validate() error {
@@ -147,6 +210,43 @@ func (s *ConfigurationSpec) validate() error {
 		case "", "allow", "deny":
 		default:
 			return fmt.Errorf("spec.secrets.scopes[%d].defaultAccess %q is not allow or deny", i, sc.DefaultAccess)
+		}
+	}
+	if err := s.Metric.validate("metric"); err != nil {
+		return err
+	}
+	if err := s.MetricsAlias.validate("metrics"); err != nil {
+		return err
+	}
+	if err := s.MTLS.validate(); err != nil {
+		return err
+	}
+	if err := s.AccessControl.validate(); err != nil {
+		return err
+	}
+	return s.Tracing.validate()
+}
+
+// validate rejects what daprd refuses at start-up (an unknown OTLP
+// protocol) and what cannot be parsed; a samplingRate that is not a number
+// is left to the tracer, which falls back to daprd's default as daprd does.
+func (t *TracingSpec) validate() error {
+	if t == nil || t.Otel == nil {
+		return nil
+	}
+	switch t.Otel.Protocol {
+	case "", "grpc", "http":
+	default:
+		return fmt.Errorf("spec.tracing.otel.protocol %q is not grpc or http", t.Otel.Protocol)
+	}
+	if t.Otel.Timeout != "" {
+		if d, err := time.ParseDuration(t.Otel.Timeout); err != nil || d <= 0 {
+			return fmt.Errorf("spec.tracing.otel.timeout %q is not a positive duration", t.Otel.Timeout)
+		}
+	}
+	for i, h := range t.Otel.Headers {
+		if h.Name == "" {
+			return fmt.Errorf("spec.tracing.otel.headers[%d] has no name", i)
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("kind: Subscription\n---\nkind: [\n"))
 	f.Add([]byte(""))
+	f.Add([]byte(fullResiliency))
 
 	const file = "res/fuzz.yaml"
 	opts := config.LoadOptions{AppID: "app", Namespace: "ns"}

@@ -35,6 +35,9 @@ type Resources struct {
 	Components []Component
 	// Subscriptions are the declarative pub/sub subscriptions for this app.
 	Subscriptions []Subscription
+	// Resiliencies are the Resiliency resources for this app, in load
+	// order (internal/resiliency merges them).
+	Resiliencies []Resiliency
 	// Skipped lists resources that are valid but not for this sidecar
 	// (scopes or namespace), as "kind/name (reason)".
 	Skipped []string
@@ -141,7 +144,12 @@ func parseDoc(res *Resources, file string, doc *yaml.Node, opts LoadOptions, see
 			addSubscription(res, sub, file, opts, seen, fail)
 		}
 		return
-	case "Configuration", "Resiliency", "HTTPEndpoint":
+	case "Resiliency":
+		if r := parseResiliency(doc, h, fail); r != nil {
+			addResiliency(res, r, file, opts, seen, fail)
+		}
+		return
+	case "Configuration", "HTTPEndpoint":
 		// Read by the building blocks that use them; not an error.
 		return
 	default:

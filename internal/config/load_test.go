@@ -295,7 +295,7 @@ func TestParseFile(t *testing.T) {
 			name: "other kinds are neither errors nor components",
 			data: "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: p\n  topic: t\n  routes:\n    default: /t\n---\n" +
 				"apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec: {}\n---\n" +
-				"apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\n---\n" +
+				"apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\nspec:\n  policies: {}\n---\n" +
 				"apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: h\nspec:\n  baseUrl: http://x\n---\n" +
 				component("a"),
 			want: []string{"a"},

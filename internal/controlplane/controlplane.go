@@ -3,12 +3,12 @@
 // service is a Part, started in order and stopped in reverse; the host adds
 // one /healthz endpoint over all of them.
 //
-// Today the only part is the embedded NATS JetStream broker
-// (controlplane/broker) that self-hosted Mecha uses as its default pub/sub.
-// Actor placement and the certificate authority are to be parts of the
-// same process, each switchable, rather than processes of their own as
-// Dapr's placement and sentry are: one process to start, find and stop on a
-// developer's machine.
+// The parts are the embedded NATS JetStream broker (controlplane/broker)
+// that self-hosted Mecha uses as its default pub/sub, actor placement
+// (internal/placement) and the certificate authority (internal/sentry):
+// parts of one process, each switchable, rather than processes of their own
+// as Dapr's placement and sentry are: one process to start, find and stop
+// on a developer's machine.
 package controlplane
 
 import (
@@ -99,12 +99,12 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.healthz)
-	h.ln = ln
-	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	h.served = make(chan struct{})
+	// The goroutine keeps its own references: Stop clears the fields.
+	srv, served := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, make(chan struct{})
+	h.ln, h.srv, h.served = ln, srv, served
 	go func() {
-		defer close(h.served)
-		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("health endpoint failed", "error", err)
 		}
 	}()

@@ -25,7 +25,7 @@ func TestJSONLines(t *testing.T) {
 	l.Error("e", "error", "boom")
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	wantLevels := []string{"debug", "info", "warn", "error"}
+	wantLevels := []string{"debug", "info", "warning", "error"} // Dapr (logrus) writes "warning"
 	wantMsgs := []string{"d", "component loaded", "w", "e"}
 	if len(lines) != len(wantLevels) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(wantLevels), buf.String())

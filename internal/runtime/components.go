@@ -41,11 +41,13 @@ func (r *Runtime) initComponents(ctx context.Context, comps []config.Component) 
 			wg.Go(func() {
 				start := time.Now()
 				if err := r.initComponent(ctx, c); err != nil {
-					r.log.Error("component failed to initialise and was skipped", "component", c.Name, "type", c.Spec.Type, "file", c.File, "error", err)
+					r.log.Error("component failed to initialise and was skipped", "component", c.Name, "componentType", c.Spec.Type, "file", c.File, "error", err)
+					r.mx.m.ComponentInitFailed(c.Spec.Type, failReason(err), c.Name)
 					r.meta.AddResourceError(metadata.ResourceError{File: c.File, Kind: "Component", Name: c.Name, Message: err.Error()})
 					return
 				}
-				r.log.Info("component loaded", "component", c.Name, "type", c.Spec.Type, "version", c.Version(), "elapsed", time.Since(start).Round(time.Microsecond))
+				r.mx.m.ComponentInitialized(c.Spec.Type)
+				r.log.Info("component loaded", "component", c.Name, "componentType", c.Spec.Type, "version", c.Version(), "elapsed", time.Since(start).Round(time.Microsecond))
 			})
 		}
 		wg.Wait()
@@ -64,7 +66,7 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 		return err
 	}
 	deps := components.Deps{
-		Logger:  r.log.With(slog.String("component", c.Name), slog.String("type", c.Spec.Type)),
+		Logger:  r.log.With(slog.String("component", c.Name), slog.String("componentType", c.Spec.Type)),
 		DataDir: r.opts.DataDir,
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
@@ -86,6 +88,9 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 			st, err := r.state.Add(c.Name, s, md)
 			if err != nil {
 				return nil, err
+			}
+			if cstate.Has(st.Features, cstate.FeatureActor) {
+				r.actors.SetStateStore(c.Name, s)
 			}
 			caps := make([]string, len(st.Features))
 			for i, f := range st.Features {
@@ -110,7 +115,7 @@ func (r *Runtime) initComponent(ctx context.Context, c config.Component) error {
 	case "pubsub":
 		caps, err = r.addPubSub(c, md, deps, initFn)
 	default:
-		err = fmt.Errorf("component kind %q (type %s) is not supported by this build", c.Kind(), c.Spec.Type)
+		err = creationError{fmt.Errorf("component kind %q (type %s) is not supported by this build", c.Kind(), c.Spec.Type)}
 	}
 	if err != nil {
 		return err
@@ -131,7 +136,7 @@ type initCloser interface {
 func addComponent[T initCloser](c config.Component, reg *components.Registry[T], deps components.Deps, initFn func(initCloser) error, add func(T) ([]string, error)) ([]string, error) {
 	comp, err := reg.Create(c.Spec.Type, c.Version(), deps)
 	if err != nil {
-		return nil, err
+		return nil, creationError{err}
 	}
 	if err := initFn(comp); err != nil {
 		return nil, err
@@ -165,7 +170,7 @@ func (r *Runtime) addBinding(c config.Component, md components.Metadata, deps co
 	hasIn, hasOut := regs.InputBindings.Has(c.Spec.Type), regs.OutputBindings.Has(c.Spec.Type)
 	if !hasIn && !hasOut {
 		_, err := regs.OutputBindings.Create(c.Spec.Type, c.Version(), deps)
-		return nil, err
+		return nil, creationError{err}
 	}
 	var caps []string
 	if hasOut && wantOut {

@@ -23,6 +23,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/api/internalgrpc"
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
+	"github.com/mecha-dev/mecha/internal/telemetry/metrics"
 )
 
 // DefaultResolver is the name resolution component of self-hosted mode
@@ -39,10 +40,11 @@ func (r *Runtime) initInvoke(ctx context.Context) {
 		r.meta.AddResourceError(metadata.ResourceError{Kind: "Configuration", Name: "nameResolution", File: r.cfg.File, Message: r.resolverErr.Error()})
 	}
 	ilog := r.log.With(slog.String("scope", "mecha.runtime.invoke"))
-	r.invokeClient = internalgrpc.NewClient(r.opts.MaxBodySize, ilog)
+	r.invokeClient = internalgrpc.NewClient(r.opts.MaxBodySize, ilog, append([]grpc.DialOption{r.mx.m.ClientDialOption()}, r.internalClientSecurity()...)...)
 	o := invoke.Options{
 		AppID: r.opts.AppID, Namespace: r.opts.Namespace,
-		Remote: r.invokeClient, ResolverErr: r.resolverErr, Logger: ilog,
+		Remote: r.mx.m.Remote(r.invokeClient), ResolverErr: r.resolverErr, Logger: ilog,
+		Resiliency: r.resiliency,
 	}
 	if r.resolver != nil {
 		o.Resolver = r.resolver
@@ -79,7 +81,7 @@ func (r *Runtime) newResolver(ctx context.Context) (nameresolution.Resolver, err
 		}
 	}
 	deps := components.Deps{
-		Logger:  r.log.With(slog.String("component", name), slog.String("type", typ)),
+		Logger:  r.log.With(slog.String("component", name), slog.String("componentType", typ)),
 		DataDir: r.opts.DataDir,
 	}
 	res, err := r.opts.Registries.NameResolution.Create(typ, spec.Version, deps)
@@ -92,7 +94,7 @@ func (r *Runtime) newResolver(ctx context.Context) (nameresolution.Resolver, err
 	if err := initBounded(ictx, res, md); err != nil {
 		return nil, fmt.Errorf("%s: init: %w", typ, err)
 	}
-	r.log.Info("name resolution ready", "type", typ)
+	r.log.Info("name resolution ready", "componentType", typ)
 	return res, nil
 }
 
@@ -149,7 +151,10 @@ func internalHosts(o Options) []string {
 // host (a free one when InternalGRPCPort is 0).
 func (r *Runtime) listenInternal() ([]net.Listener, error) {
 	o := r.opts
-	r.internalSrv = grpc.NewServer(
+	// No API token here: sidecars do not present one to each other; with
+	// mTLS their certificates authenticate them, and access control
+	// applies (internalServerSecurity). The limits are the API servers'.
+	r.internalSrv = grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(int(o.MaxBodySize)),
 		grpc.MaxSendMsgSize(int(o.MaxBodySize)),
@@ -160,10 +165,13 @@ func (r *Runtime) listenInternal() ([]net.Listener, error) {
 		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
 		// Other sidecars' gRPC proxies forward calls for the app here.
 		grpc.UnknownServiceHandler(internalgrpc.UnknownService(r.proxy.Deliver)),
+		r.mx.m.ServerOption(metrics.InternalServer),
 		grpcproxy.ServerCodec(),
-	)
+	}, r.limits().GRPCServerOptions()...), r.internalServerSecurity()...)...)
 	r.internal = internalgrpc.NewServer(r.invoke, o.MaxBodySize, r.log.With(slog.String("scope", "mecha.runtime.invoke")))
+	r.internal.SetTracing(r.tracing)
 	r.internal.Register(r.internalSrv)
+	r.internal.SetActors(r.actors)
 	var lns []net.Listener
 	port := o.InternalGRPCPort
 	for _, host := range internalHosts(o) {
@@ -288,5 +296,7 @@ func (r *Runtime) closeInvoke() error {
 	if r.invokeClient != nil {
 		errs = append(errs, r.invokeClient.Close())
 	}
+	// Last: the client's connections used the certificates.
+	errs = append(errs, r.closeSecurity())
 	return errors.Join(errs...)
 }

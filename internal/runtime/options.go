@@ -12,6 +12,7 @@ import (
 
 	"github.com/mecha-dev/mecha/components/kinds"
 	"github.com/mecha-dev/mecha/components/nameresolution"
+	"github.com/mecha-dev/mecha/internal/blocks/actors"
 )
 
 // Options configure one sidecar. The zero value of a port means "any free
@@ -54,6 +55,16 @@ type Options struct {
 	AppPID     int
 	AppCommand string
 
+	// PlacementAddresses are the placement service's nodes
+	// (--placement-host-address); none disables actors, as in daprd.
+	PlacementAddresses []string
+	// ActorPlacement, when set, replaces the placement client (tests use
+	// an in-memory placement).
+	ActorPlacement actors.NewPlacement
+	// ActorTuning, when set, adjusts the actor runtime's options (tests
+	// shorten its timeouts).
+	ActorTuning func(*actors.Options)
+
 	ResourcesPaths []string
 	// ConfigFiles are Configuration resources (--config), applied in order.
 	ConfigFiles []string
@@ -63,11 +74,28 @@ type Options struct {
 
 	// MaxBodySize limits HTTP request bodies and gRPC messages, in bytes.
 	MaxBodySize int64
+	// ReadBufferSize limits HTTP request headers, in bytes (daprd's
+	// --read-buffer-size; default 4 KiB); gRPC header lists get 1024 times
+	// it. ReadHeaderTimeout bounds reading request headers and the gRPC
+	// handshake (default 10s). See guard.Limits.
+	ReadBufferSize    int
+	ReadHeaderTimeout time.Duration
+
+	// APIToken, when set, must be presented as dapr-api-token on every
+	// call to the public HTTP and gRPC APIs (DAPR_API_TOKEN).
+	APIToken string
+	// AppAPIToken, when set, is sent as dapr-api-token on every call to
+	// the app (APP_API_TOKEN).
+	AppAPIToken string
+	// Security configures mTLS between sidecars (security.go).
+	Security SecurityOptions
 	// GracefulShutdown bounds the drain on shutdown.
 	GracefulShutdown time.Duration
 	// ComponentInitTimeout is the default spec.initTimeout.
 	ComponentInitTimeout time.Duration
 	EnableAPILogging     bool
+	// Metrics configures the Prometheus endpoint (off in the zero value).
+	Metrics MetricsOptions
 
 	Logger     *slog.Logger
 	Registries *kinds.Registries

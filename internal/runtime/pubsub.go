@@ -16,11 +16,12 @@ import (
 // the metadata API and its rejected subscriptions in resourceErrors.
 func (r *Runtime) initPubSub() {
 	r.pubsub = pubsub.New(pubsub.Options{
-		AppID: r.opts.AppID, Namespace: r.opts.Namespace, App: r.app,
+		AppID: r.opts.AppID, Namespace: r.opts.Namespace, App: r.app, Resiliency: r.resiliency,
 		Logger: r.log.With(slog.String("scope", "mecha.runtime.pubsub")),
 		ResourceError: func(kind, name, msg string) {
 			r.meta.AddResourceError(metadata.ResourceError{Kind: kind, Name: name, Message: msg})
 		},
+		OnPublish: r.mx.m.PubsubPublished, OnDeliver: r.mx.m.PubsubDelivered,
 	})
 	r.meta.SetSubscriptions(func() []metadata.Subscription {
 		subs := r.pubsub.Subscriptions()

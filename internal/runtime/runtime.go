@@ -15,10 +15,13 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mecha-dev/mecha/components/nameresolution"
+	"github.com/mecha-dev/mecha/internal/accesscontrol"
 	"github.com/mecha-dev/mecha/internal/api/grpcapi"
 	"github.com/mecha-dev/mecha/internal/api/grpcproxy"
+	"github.com/mecha-dev/mecha/internal/api/guard"
 	"github.com/mecha-dev/mecha/internal/api/httpapi"
 	"github.com/mecha-dev/mecha/internal/api/internalgrpc"
+	"github.com/mecha-dev/mecha/internal/blocks/actors"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
@@ -29,6 +32,11 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/state"
 	"github.com/mecha-dev/mecha/internal/channel"
 	"github.com/mecha-dev/mecha/internal/config"
+	"github.com/mecha-dev/mecha/internal/resiliency"
+	"github.com/mecha-dev/mecha/internal/security"
+	"github.com/mecha-dev/mecha/internal/telemetry/apilog"
+	"github.com/mecha-dev/mecha/internal/telemetry/metrics"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 	"github.com/mecha-dev/mecha/internal/version"
 )
 
@@ -49,6 +57,18 @@ type Runtime struct {
 	app      *channel.App
 	appReady chan struct{}
 	started  time.Time
+
+	// resiliency supplies the timeouts, retries and circuit breakers of
+	// the calls the blocks make.
+	resiliency *resiliency.Provider
+
+	// actors is the actor runtime (disabled without a placement).
+	actors *actors.Block
+
+	// sec is the mTLS provider (nil when mTLS is off) and acl the access
+	// control list (nil when none is configured); see security.go.
+	sec *security.Provider
+	acl *accesscontrol.List
 
 	// Service invocation: the block, the resolver (nil when it failed:
 	// resolverErr), the client to other sidecars and the internal server.
@@ -73,6 +93,11 @@ type Runtime struct {
 	// bg owns the serving and app-waiting goroutines.
 	bg       sync.WaitGroup
 	bgCancel context.CancelFunc
+
+	// mx is the Prometheus instrumentation (mx.m nil when metrics are off).
+	mx runtimeMetrics
+	// tracing is spec.tracing's tracer; nil when tracing is off.
+	tracing *tracing.Provider
 
 	shutdownOnce sync.Once
 	shutdownReq  chan struct{}
@@ -104,11 +129,14 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		appReady:    make(chan struct{}),
 		started:     time.Now(),
 	}
+	r.initMetrics()
 	if opts.AppPort != 0 {
 		app, err := channel.New(channel.Options{
 			Address: opts.AppChannelAddress, Port: opts.AppPort, Protocol: opts.AppProtocol,
 			MaxConcurrency: opts.AppMaxConcurrency, MaxBodySize: int(opts.MaxBodySize),
 			HealthCheck: opts.AppHealthCheck, HealthCheckPath: opts.AppHealthCheckPath,
+			WrapTransport: r.mx.m.HTTPTransport, DialOptions: []grpc.DialOption{r.mx.m.ClientDialOption()},
+			Token: opts.AppAPIToken,
 		}, r.appReady)
 		if err != nil {
 			return nil, err
@@ -119,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.configuration = configuration.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.configuration")))
 	r.bindings = bindings.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.bindings")))
 	r.bindings.SetStateSaver(r.state.Save)
+	r.initResiliency()
 	app := metadata.AppConnection{Port: opts.AppPort, ChannelAddress: opts.AppChannelAddress, MaxConcurrency: max(opts.AppMaxConcurrency, 0)}
 	if opts.AppPort != 0 {
 		app.Protocol = opts.AppProtocol
@@ -127,11 +156,21 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.meta = metadata.New(opts.AppID, version.Version, app)
 	r.meta.SetExtended("daprRuntimeVersion", version.Version)
 	r.initPubSub()
+	if err := r.initSecurity(ctx); err != nil {
+		r.closeBlocks()
+		return nil, err
+	}
 	r.initInvoke(ctx)
 	r.initProxy()
+	r.initActors()
+	if err := r.initTracing(ctx); err != nil {
+		r.closeInvoke()
+		return nil, err
+	}
 
 	if err := r.listen(); err != nil {
 		r.closeInvoke()
+		r.closeTracing()
 		return nil, err
 	}
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -145,6 +184,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	for _, s := range res.Skipped {
 		r.log.Info("resource not for this app", "resource", s)
 	}
+	r.loadResiliency(res.Resiliencies)
 	r.initComponents(ctx, res.Components)
 	if err := ctx.Err(); err != nil {
 		cancel()
@@ -153,13 +193,16 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		r.proxy.Close()
 		r.closeInvoke()
 		r.closeBlocks() // the components that did initialise
+		r.closeTracing()
 		return nil, err
 	}
 	// Announce the sidecar once it can serve calls, and report it
 	// outbound-ready only then, so that a caller that waited for
 	// /v1.0/healthz/outbound finds it.
 	r.register(ctx)
+	r.startActors()
 	r.health.set(func(h *health) { h.outbound = true })
+	r.serveMetrics()
 	r.log.Info("Mecha sidecar APIs ready", "http", addrList(r.httpAddrs), "grpc", addrList(r.grpcAddrs), "internal", addrList(r.internalAddrs), "version", version.Version)
 
 	if opts.AppPort == 0 {
@@ -169,39 +212,40 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		r.watchApp(bgCtx)
 	}
 	r.bindings.Start(bgCtx)
-	r.startSubscriptions(bgCtx, res.Subscriptions)
+	// Deliveries start their spans from the tracer in their context.
+	r.startSubscriptions(r.tracing.ContextWith(bgCtx), res.Subscriptions)
 	return r, nil
 }
 
 func (r *Runtime) listen() error {
 	o := r.opts
-	r.httpSrv = &http.Server{
-		Handler: httpapi.Handler(httpapi.Deps{
-			AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
-			Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings, PubSub: r.pubsub,
-			Invoke:   r.invoke,
-			Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
-			Logger: r.log, APILogging: o.EnableAPILogging,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
-	}
-	r.grpcSrv = grpc.NewServer(
+	// The API token check wraps the whole HTTP API and, as interceptors,
+	// the whole gRPC API, the proxy included (guard).
+	r.httpSrv = r.limits().HTTPServer(r.mx.m.HTTPServer(r.tracing.HTTPMiddleware(guard.HTTP(o.APIToken, httpapi.Handler(httpapi.Deps{
+		AppID: o.AppID, State: r.state, Metadata: r.meta, Health: r.health,
+		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings, PubSub: r.pubsub,
+		Invoke: r.invoke, Actors: r.actors,
+		Shutdown: r.RequestShutdown, MaxBodySize: o.MaxBodySize,
+		Logger: r.log, APILogging: o.EnableAPILogging,
+	})))), slog.NewLogLogger(r.log.Handler(), slog.LevelDebug))
+	gopts := append([]grpc.ServerOption{
 		// A fixed pool of stream workers avoids a new goroutine (and its
 		// stack growth) per call; grpc-go still spawns one when all are busy.
 		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(int(o.MaxBodySize)),
 		grpc.MaxSendMsgSize(int(o.MaxBodySize)),
-		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log)),
-		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log)),
+		grpc.ChainUnaryInterceptor(grpcapi.RecoverUnary(r.log), r.tracing.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(grpcapi.RecoverStream(r.log), r.tracing.StreamServerInterceptor()),
 		grpc.UnknownServiceHandler(grpcapi.UnknownService(r.proxy.Forward)),
+		r.mx.m.ServerOption(metrics.APIServer),
+		apilog.ServerOption(r.log, o.EnableAPILogging),
 		grpcproxy.ServerCodec(),
-	)
+	}, r.limits().GRPCServerOptions()...)
+	r.grpcSrv = grpc.NewServer(append(gopts, guard.GRPC(o.APIToken)...)...)
 	grpcapi.New(grpcapi.Deps{
 		AppID: o.AppID, State: r.state, Metadata: r.meta,
 		Secrets: r.secrets, Lock: r.lock, Configuration: r.configuration, Bindings: r.bindings, PubSub: r.pubsub,
-		Invoke: r.invoke, MaxBodySize: o.MaxBodySize,
+		Invoke: r.invoke, Actors: r.actors, MaxBodySize: o.MaxBodySize,
 		Shutdown: r.RequestShutdown, Logger: r.log,
 	}).Register(r.grpcSrv)
 
@@ -250,6 +294,11 @@ func (r *Runtime) listen() error {
 	return nil
 }
 
+// limits are the limits and timeouts of every server of the sidecar.
+func (r *Runtime) limits() guard.Limits {
+	return guard.Limits{ReadBufferSize: r.opts.ReadBufferSize, ReadHeaderTimeout: r.opts.ReadHeaderTimeout}
+}
+
 func addrList(as []net.Addr) []string {
 	out := make([]string, len(as))
 	for i, a := range as {
@@ -296,10 +345,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 		r.configuration.StopSubscriptions()
 		r.deregister(ctx)
 		r.closeServers(ctx)
+		r.closeActors(ctx)
+		r.closeMetrics(ctx)
 		r.bgCancel()
 		r.bg.Wait()
 		r.proxy.Close()
-		r.closeErr = errors.Join(r.closeInvoke(), r.closeBlocks())
+		r.closeErr = errors.Join(r.closeInvoke(), r.closeBlocks(), r.closeTracing())
 		r.log.Info("sidecar stopped")
 	})
 	return r.closeErr

@@ -59,6 +59,9 @@ type ControlPlaneState struct {
 	// Placement is host:port of the actor placement service, what
 	// sidecars take as --placement-host-address; "" when it hosts none.
 	Placement string `json:"placement,omitempty"`
+	// Sentry is host:port of the certificate authority, what sidecars
+	// take as --sentry-address; "" when it hosts none.
+	Sentry string `json:"sentry,omitempty"`
 	// Started is when it started.
 	Started time.Time `json:"started"`
 }
@@ -103,6 +106,10 @@ func (l Layout) startLock() string { return filepath.Join(l.Data, "control-plane
 
 // JetStreamDir is where the broker keeps its streams.
 func (l Layout) JetStreamDir() string { return filepath.Join(l.Data, "jetstream") }
+
+// CADir holds the local control plane's certificate authority: ca.crt,
+// issuer.crt, issuer.key and the token sidecars present (all 0600).
+func (l Layout) CADir() string { return filepath.Join(l.Data, "ca") }
 
 // BrokerURL is where the home's default pubsub component points: the
 // broker's URL as last recorded, else the default port.

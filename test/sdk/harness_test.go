@@ -131,6 +131,10 @@ type sidecarConfig struct {
 	Args []string
 	// NoWait skips waiting for /v1.0/healthz/outbound.
 	NoWait bool
+	// Env are extra KEY=VALUE variables for the process, added after
+	// sidecarEnv's: the opt-in for the variables it strips, such as
+	// DAPR_API_TOKEN.
+	Env []string
 }
 
 // sidecar is a running `mecha sidecar` process.
@@ -258,12 +262,13 @@ func launch(t testing.TB, cfg sidecarConfig, resDir string) (*sidecar, error) {
 		"--dapr-http-port", strconv.Itoa(s.HTTPPort),
 		"--dapr-grpc-port", strconv.Itoa(s.GRPCPort),
 		"--resources-path", resDir,
+		"--metrics-port", "0",
 	}
 	args = append(args, cfg.Args...)
 	home := t.TempDir()
 	s.cmd = exec.Command(mechaBin, args...)
 	s.cmd.Dir = home
-	s.cmd.Env = sidecarEnv(home)
+	s.cmd.Env = append(sidecarEnv(home), cfg.Env...)
 	s.cmd.Stdout = s.out
 	s.cmd.Stderr = s.out
 	if err := s.cmd.Start(); err != nil {

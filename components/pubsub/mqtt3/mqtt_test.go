@@ -21,8 +21,33 @@ import (
 	"github.com/mecha-dev/mecha/components/pubsub/pubsubtest"
 )
 
+// testLogger logs to the test's output until the test's cleanups run:
+// paho calls the connection-lost handler on a goroutine of its own, which
+// can log after the broker was closed, and writing to a finished test's
+// output is a data race.
 func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &testWriter{w: tb.Output()}
+	tb.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
 }
 
 var seq atomic.Int64

@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -15,6 +16,10 @@ import (
 // field for them.
 const ResourceErrorsKey = "mecha.resourceErrors"
 
+// PlacementTableVersionKey is the extended-metadata key under which gRPC
+// clients find the placement table version the sidecar applied last.
+const PlacementTableVersionKey = "mecha.placementTableVersion"
+
 // GetMetadata reports the sidecar's metadata.
 func (s *Server) GetMetadata(ctx context.Context, _ *runtimev1.GetMetadataRequest) (*runtimev1.GetMetadataResponse, error) {
 	m := s.Metadata.Snapshot()
@@ -23,7 +28,19 @@ func (s *Server) GetMetadata(ctx context.Context, _ *runtimev1.GetMetadataReques
 		RuntimeVersion:   m.RuntimeVersion,
 		EnabledFeatures:  m.EnabledFeatures,
 		ExtendedMetadata: m.Extended,
-		ActorRuntime:     &runtimev1.ActorRuntime{RuntimeStatus: runtimev1.ActorRuntime_DISABLED},
+		ActorRuntime: &runtimev1.ActorRuntime{
+			RuntimeStatus: runtimev1.ActorRuntime_ActorRuntimeStatus(runtimev1.ActorRuntime_ActorRuntimeStatus_value[m.ActorRuntime.Status]),
+			HostReady:     m.ActorRuntime.HostReady,
+			Placement:     m.ActorRuntime.Placement,
+		},
+	}
+	for _, c := range m.ActorRuntime.ActiveActors {
+		ac := &runtimev1.ActiveActorsCount{Type: c.Type, Count: int32(c.Count)}
+		out.ActorRuntime.ActiveActors = append(out.ActorRuntime.ActiveActors, ac)
+		out.ActiveActorsCount = append(out.ActiveActorsCount, ac)
+	}
+	if v := m.ActorRuntime.TableVersion; v > 0 {
+		out.ExtendedMetadata[PlacementTableVersionKey] = strconv.FormatUint(v, 10)
 	}
 	for _, c := range m.Components {
 		out.RegisteredComponents = append(out.RegisteredComponents, &runtimev1.RegisteredComponents{Name: c.Name, Type: c.Type, Version: c.Version, Capabilities: c.Capabilities})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/api/grpcproxy"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/actors"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
@@ -42,6 +43,8 @@ type Deps struct {
 	PubSub *pubsub.Block
 	// Invoke is service invocation; nil answers "invoke API is not ready".
 	Invoke *invoke.Block
+	// Actors is the actor runtime; nil answers ERR_ACTOR_RUNTIME_NOT_FOUND.
+	Actors *actors.Block
 	// MaxBodySize limits the response bodies InvokeService holds, in bytes.
 	MaxBodySize int64
 	// Shutdown asks the runtime to shut down gracefully; it must not block.

@@ -501,8 +501,8 @@ func TestProxyDeadInstance(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := ts.UnaryCall(outCtx(testCtx(t), "ghost"), &testpb.SimpleRequest{})
-	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "attempt 3 of 3") {
-		t.Fatalf("only dead instances: %v, want Unavailable after 3 attempts", err)
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "attempt 4 of 4") {
+		t.Fatalf("only dead instances: %v, want Unavailable after 4 attempts (DaprBuiltInServiceRetries)", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("failing took %v", d)

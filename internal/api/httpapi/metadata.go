@@ -14,6 +14,7 @@ type metadataResponse struct {
 	ID                      string                   `json:"id,omitempty"`
 	RuntimeVersion          string                   `json:"runtimeVersion,omitempty"`
 	EnabledFeatures         []string                 `json:"enabledFeatures,omitempty"`
+	ActiveActorsCount       []actorCountJSON         `json:"actors,omitempty"`
 	Components              []componentJSON          `json:"components,omitempty"`
 	Extended                map[string]string        `json:"extended,omitempty"`
 	AppConnectionProperties *appConnectionJSON       `json:"appConnectionProperties,omitempty"`
@@ -60,9 +61,18 @@ type healthJSON struct {
 }
 
 type actorRuntimeJSON struct {
-	Status    string `json:"runtimeStatus"`
-	HostReady bool   `json:"hostReady"`
-	Placement string `json:"placement,omitempty"`
+	Status       string           `json:"runtimeStatus"`
+	ActiveActors []actorCountJSON `json:"activeActors,omitempty"`
+	HostReady    bool             `json:"hostReady"`
+	Placement    string           `json:"placement,omitempty"`
+	// PlacementTableVersion is Mecha's addition: the version of the
+	// placement table the sidecar applied last.
+	PlacementTableVersion uint64 `json:"placementTableVersion,omitempty"`
+}
+
+type actorCountJSON struct {
+	Type  string `json:"type"`
+	Count int    `json:"count"`
 }
 
 func (a *api) getMetadata(w http.ResponseWriter, r *http.Request) {
@@ -72,9 +82,16 @@ func (a *api) getMetadata(w http.ResponseWriter, r *http.Request) {
 		RuntimeVersion:  s.RuntimeVersion,
 		EnabledFeatures: s.EnabledFeatures,
 		Extended:        s.Extended,
-		ActorRuntime:    actorRuntimeJSON{Status: s.ActorStatus},
-		ResourceErrors:  s.ResourceErrors,
+		ActorRuntime: actorRuntimeJSON{
+			Status: s.ActorRuntime.Status, HostReady: s.ActorRuntime.HostReady,
+			Placement: s.ActorRuntime.Placement, PlacementTableVersion: s.ActorRuntime.TableVersion,
+		},
+		ResourceErrors: s.ResourceErrors,
 	}
+	for _, c := range s.ActorRuntime.ActiveActors {
+		resp.ActorRuntime.ActiveActors = append(resp.ActorRuntime.ActiveActors, actorCountJSON(c))
+	}
+	resp.ActiveActorsCount = resp.ActorRuntime.ActiveActors
 	for _, c := range s.Components {
 		resp.Components = append(resp.Components, componentJSON(c))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/blocks/actors"
 	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/configuration"
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
@@ -45,6 +46,8 @@ type Deps struct {
 	PubSub *pubsub.Block
 	// Invoke is service invocation; nil answers "invoke API is not ready".
 	Invoke *invoke.Block
+	// Actors is the actor runtime; nil answers ERR_ACTOR_RUNTIME_NOT_FOUND.
+	Actors *actors.Block
 	Health Health
 	// Shutdown asks the runtime to shut down gracefully; it must not block.
 	Shutdown func()
@@ -83,6 +86,7 @@ func Handler(d Deps) http.Handler {
 	a.configurationRoutes(mux)
 	a.bindingsRoutes(mux)
 	a.pubsubRoutes(mux)
+	a.actorsRoutes(mux)
 
 	// Metadata.
 	mux.HandleFunc("GET /v1.0/metadata", a.getMetadata)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/invokemsg"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // Idle connections to sidecars are closed after connIdle; the pool checks
@@ -159,8 +160,18 @@ func (c *Client) sweep() {
 }
 
 // Call sends req to the sidecar at addr and returns the app's response; the
-// caller closes its body, which ends the call.
-func (c *Client) Call(ctx context.Context, addr string, req *invokemsg.Request) (*invokemsg.Response, error) {
+// caller closes its body, which ends the call. With tracing, each call is
+// a client span whose context replaces the trace headers the caller sent
+// (in the invocation's metadata and the call's gRPC metadata).
+func (c *Client) Call(ctx context.Context, addr string, req *invokemsg.Request) (resp *invokemsg.Response, err error) {
+	ctx, span := tracing.StartInvoke(ctx, invokemsg.Get(req.Metadata, invokemsg.DestinationAppID), req.Message.GetMethod(), addr)
+	defer func() { tracing.End(span, err) }()
+	tracing.InjectMD(ctx, req.Metadata)
+	ctx = tracing.OutgoingGRPC(ctx)
+	return c.call(ctx, addr, req)
+}
+
+func (c *Client) call(ctx context.Context, addr string, req *invokemsg.Request) (*invokemsg.Response, error) {
 	cn, err := c.acquire(addr)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,8 @@
 // payload chunks numbered from 0, and each side closes its direction when
 // done. Bodies therefore never sit whole in a sidecar. CallLocal is the
 // unary form older sidecars use; the Client falls back to it when a callee
-// answers Unimplemented. Actor methods stay Unimplemented here.
+// answers Unimplemented. CallActor and CallActorReminder are the actor
+// runtime's (actors.go).
 //
 // The same port carries the calls of Dapr's transparent gRPC proxy, for any
 // service of the app's (proxied.go): UnknownService hands them to the proxy
@@ -33,6 +34,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/blocks/invoke"
 	"github.com/mecha-dev/mecha/internal/invokemsg"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // Local delivers calls to this sidecar's app (the invocation block's
@@ -47,6 +49,10 @@ type Server struct {
 	local   Local
 	maxBody int64
 	log     *slog.Logger
+	// tracing, when set, gives each call a server span (SetTracing).
+	tracing *tracing.Provider
+	// actors serves CallActor (SetActors); nil answers Unimplemented.
+	actors ActorHost
 	// readers are the goroutines that feed streamed request bodies to the
 	// app; they end with their streams.
 	readers sync.WaitGroup
@@ -64,6 +70,10 @@ func NewServer(local Local, maxBody int64, log *slog.Logger) *Server {
 // Register adds the service to gs.
 func (s *Server) Register(gs *grpc.Server) { internalv1.RegisterServiceInvocationServer(gs, s) }
 
+// SetTracing makes every call a server span of p, continuing the calling
+// sidecar's trace; call it before the server serves.
+func (s *Server) SetTracing(p *tracing.Provider) { s.tracing = p }
+
 // Wait blocks until every body reader has stopped; call it after the gRPC
 // server stopped.
 func (s *Server) Wait() { s.readers.Wait() }
@@ -74,6 +84,13 @@ func (s *Server) CallLocal(ctx context.Context, in *internalv1.InternalInvokeReq
 	if in.GetMessage() == nil {
 		return nil, status.Error(codes.InvalidArgument, "parsing InternalInvokeRequest error: field Message is nil")
 	}
+	ctx, span := s.tracing.StartCallLocal(ctx, internalv1.ServiceInvocation_CallLocal_FullMethodName, in.GetMessage().GetMethod(), in.GetMetadata())
+	out, err := s.callLocal(ctx, in)
+	tracing.End(span, err)
+	return out, err
+}
+
+func (s *Server) callLocal(ctx context.Context, in *internalv1.InternalInvokeRequest) (*internalv1.InternalInvokeResponse, error) {
 	req := &invokemsg.Request{Message: in.GetMessage(), Metadata: in.GetMetadata()}
 	resp, err := s.local.CallLocal(ctx, req)
 	if err != nil {
@@ -121,7 +138,7 @@ func responseProto(resp *invokemsg.Response, data []byte) *internalv1.InternalIn
 
 // CallLocalStream is the streamed call: the request body is piped to the
 // app as it arrives, and the app's body is sent back in chunks.
-func (s *Server) CallLocalStream(stream internalv1.ServiceInvocation_CallLocalStreamServer) error {
+func (s *Server) CallLocalStream(stream internalv1.ServiceInvocation_CallLocalStreamServer) (err error) {
 	first := &internalv1.InternalInvokeRequestStream{}
 	if err := stream.RecvMsg(first); err != nil {
 		return err
@@ -130,7 +147,8 @@ func (s *Server) CallLocalStream(stream internalv1.ServiceInvocation_CallLocalSt
 	if in.GetMessage() == nil {
 		return status.Error(codes.InvalidArgument, "parsing InternalInvokeRequest error: request does not contain the required fields in the leading chunk")
 	}
-	ctx := stream.Context()
+	ctx, span := s.tracing.StartCallLocal(stream.Context(), internalv1.ServiceInvocation_CallLocalStream_FullMethodName, in.GetMessage().GetMethod(), in.GetMetadata())
+	defer func() { tracing.End(span, err) }()
 	req := &invokemsg.Request{Message: in.GetMessage(), Metadata: in.GetMetadata(), ContentLength: -1}
 	// Callers close their side right after the last chunk. When the next
 	// message is already that end, the whole body is in hand: the app gets

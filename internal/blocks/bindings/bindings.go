@@ -27,6 +27,7 @@ import (
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
 	"github.com/mecha-dev/mecha/internal/channel"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Block serves the bindings API and runs input bindings.
@@ -47,6 +48,8 @@ type Block struct {
 	grpcSubs   map[string]bool
 	// saveState persists state an app returns from an input event.
 	saveState StateSaver
+	// res supplies the bindings' resiliency policies (nil: none).
+	res *resiliency.Provider
 }
 
 // output is an output binding with its operations, probed once at Add.
@@ -161,3 +164,8 @@ func (b *Block) Close() error {
 	errs = append(errs, b.outputs.Close())
 	return errors.Join(errs...)
 }
+
+// SetResiliency applies the bindings' resiliency policies: outbound to
+// output binding calls, inbound to input binding deliveries to the app.
+// Call it before the block serves; nil (the default) applies none.
+func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }

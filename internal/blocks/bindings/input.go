@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // probeTimeout bounds the subscription question asked of the app.
@@ -100,9 +101,11 @@ func (b *Block) grpcSubscriptions(ctx context.Context) (map[string]bool, error) 
 	return subs, nil
 }
 
-// deliver hands one event to the app and returns the app's answer. An error
-// (transport failure, non-2xx status, gRPC error) tells the component the
-// event was not accepted. runCtx is the block's lifetime; hctx the
+// deliver hands one event to the app and returns the app's answer, under
+// the binding's inbound resiliency policy (a delivery the app did not
+// accept is tried again as it allows). An error (transport failure,
+// non-2xx status, gRPC error) tells the component the event was not
+// accepted. runCtx is the block's lifetime; hctx the
 // component's context for this event.
 func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Event) ([]byte, error) {
 	ctx, cancel := context.WithCancel(hctx)
@@ -113,10 +116,16 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 	if err := b.app.WaitReady(ctx); err != nil {
 		return nil, err
 	}
-	if b.app.GRPC != nil {
-		return b.deliverGRPC(runCtx, ctx, in, e)
-	}
-	return b.deliverHTTP(runCtx, ctx, in, e)
+	var answer []byte
+	err := b.res.ComponentInbound(in.name, resiliency.Binding).Run(ctx, func(ctx context.Context) (err error) {
+		if b.app.GRPC != nil {
+			answer, err = b.deliverGRPC(runCtx, ctx, in, e)
+		} else {
+			answer, err = b.deliverHTTP(runCtx, ctx, in, e)
+		}
+		return err
+	})
+	return answer, err
 }
 
 func (b *Block) deliverHTTP(runCtx, ctx context.Context, in *input, e *cbindings.Event) ([]byte, error) {

@@ -8,6 +8,8 @@ import (
 
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/resiliency"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // InvokeRequest is one output binding call, as both transports decode it.
@@ -23,7 +25,9 @@ type InvokeRequest struct {
 // response together with an error: the transports still pass the
 // response's metadata to the caller (bindings.http reports the status of a
 // failed call that way). Every failure is ERR_INVOKE_OUTPUT_BINDING.
-func (b *Block) Invoke(ctx context.Context, req InvokeRequest) (*cbindings.InvokeResponse, error) {
+func (b *Block) Invoke(ctx context.Context, req InvokeRequest) (_ *cbindings.InvokeResponse, err error) {
+	ctx, span := tracing.StartBinding(ctx, req.Name, req.Operation)
+	defer func() { tracing.End(span, err) }()
 	fail := func(err error) error {
 		return apierr.InvokeOutputBinding.Wrap(err, "error invoking output binding %s", req.Name)
 	}
@@ -46,7 +50,14 @@ func (b *Block) Invoke(ctx context.Context, req InvokeRequest) (*cbindings.Invok
 	if md == nil {
 		md = map[string]string{}
 	}
-	resp, err := o.Invoke(ctx, &cbindings.InvokeRequest{Operation: op, Data: req.Data, Metadata: md})
+	// The binding's span is the parent of what the component calls (an
+	// HTTP endpoint receives it as traceparent), as daprd passes its span.
+	tracing.InjectMap(ctx, md)
+	var resp *cbindings.InvokeResponse
+	err = b.res.ComponentOutbound(req.Name, resiliency.Binding).Run(ctx, func(ctx context.Context) (err error) {
+		resp, err = o.Invoke(ctx, &cbindings.InvokeRequest{Operation: op, Data: req.Data, Metadata: md})
+		return err
+	})
 	if err != nil {
 		return resp, fail(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
 	"github.com/mecha-dev/mecha/internal/channel"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Item is a configuration item as the API shows it.
@@ -46,6 +47,9 @@ type Block struct {
 	wg        sync.WaitGroup // delivery goroutines
 	closeOnce sync.Once
 	closeErr  error
+
+	// res supplies the stores' outbound resiliency policies (nil: none).
+	res *resiliency.Provider
 }
 
 // New returns an empty block; app may be nil.
@@ -116,7 +120,11 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (map[string]*Item, erro
 	if err != nil {
 		return nil, err
 	}
-	items, err := s.Get(ctx, cconfig.GetRequest{Keys: req.Keys, Metadata: req.Metadata})
+	var items map[string]*cconfig.Item
+	err = b.res.ComponentOutbound(req.Store, resiliency.Configuration).Run(ctx, func(ctx context.Context) (err error) {
+		items, err = s.Get(ctx, cconfig.GetRequest{Keys: req.Keys, Metadata: req.Metadata})
+		return err
+	})
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			return nil, apierr.From(ctxErr)
@@ -136,3 +144,8 @@ func keyList(keys []string) []string {
 	}
 	return keys
 }
+
+// SetResiliency makes calls to the stores go through their outbound
+// resiliency policies. Call it before the block serves; nil (the default)
+// applies none.
+func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }

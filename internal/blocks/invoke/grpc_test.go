@@ -263,8 +263,8 @@ func TestCallLocalUnary(t *testing.T) {
 	if _, err := c.CallLocal(ctx(t), internalv1.NewInternalInvokeRequest("a?b").WithHTTPExtension("GET", "")); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad method: %v", err)
 	}
-	// Actors are not served here.
-	if _, err := c.CallActor(ctx(t), req); status.Code(err) != codes.Unimplemented {
+	// An invocation request is not an actor call.
+	if _, err := c.CallActor(ctx(t), req); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("CallActor: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mecha-dev/mecha/components/nameresolution"
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/invokemsg"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Local delivers a call to this sidecar's app (the app channel).
@@ -85,8 +86,13 @@ type Options struct {
 	ResolverErr error
 	Logger      *slog.Logger
 
+	// Resiliency supplies the policies of calls to other apps (and this
+	// one): targets.apps timeouts, retries and circuit breakers, and the
+	// built-in retries of sidecars that cannot be reached
+	// (DaprBuiltInServiceRetries), which replace Attempts and Backoff.
+	Resiliency *resiliency.Provider
 	// Attempts is how many instances (or times) a call is tried when they
-	// cannot be reached (daprd's built-in service retries).
+	// cannot be reached, without Resiliency.
 	Attempts int
 	// ReplayLimit is the largest body kept in memory to be sent again on a
 	// retry; larger or streamed bodies are retried only if none of their
@@ -94,7 +100,8 @@ type Options struct {
 	ReplayLimit int64
 	// CacheTTL is how long resolved addresses are reused.
 	CacheTTL time.Duration
-	// Backoff is the pause before trying an instance a second time.
+	// Backoff is the pause before trying an instance again, without
+	// Resiliency.
 	Backoff time.Duration
 }
 
@@ -187,11 +194,14 @@ func (b *Block) Invoke(ctx context.Context, target string, req *invokemsg.Reques
 	}
 	b.addMetadata(req.Metadata, id)
 
+	local := id == b.o.AppID && ns == b.o.Namespace
+	if local && b.o.Local == nil {
+		return nil, directInvoke(target, errors.New("cannot invoke local endpoint: app channel not initialized"))
+	}
 	var resp *invokemsg.Response
-	if id == b.o.AppID && ns == b.o.Namespace {
-		if b.o.Local == nil {
-			return nil, directInvoke(target, errors.New("cannot invoke local endpoint: app channel not initialized"))
-		}
+	if pol := b.o.Resiliency.App(id, m); pol != nil {
+		resp, err = b.invokePolicy(ctx, pol, id, ns, local, req)
+	} else if local {
 		resp, err = b.o.Local.Invoke(ctx, req)
 	} else {
 		resp, err = b.invokeRemote(ctx, id, ns, req)
@@ -255,9 +265,19 @@ func (b *Block) invokeRemote(ctx context.Context, id, ns string, req *invokemsg.
 	if err != nil {
 		return nil, err
 	}
+	return b.callRemote(ctx, id, ns, req, sent)
+}
+
+// callRemote sends a prepared request (see prepareReplay) to a sidecar of
+// the app, trying again while sidecars cannot be reached, as the built-in
+// retries allow: another instance at once, the same one after the
+// back-off.
+func (b *Block) callRemote(ctx context.Context, id, ns string, req *invokemsg.Request, sent *countingReader) (*invokemsg.Response, error) {
 	var tried []string
 	var lastErr error
-	for attempt := 1; attempt <= b.o.Attempts; attempt++ {
+	retries := b.retries(id)
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
 		addr, fresh, err := b.bal.pick(ctx, nameresolution.ResolveRequest{ID: id, Namespace: ns}, tried)
 		if err != nil {
 			if lastErr != nil {
@@ -266,7 +286,7 @@ func (b *Block) invokeRemote(ctx context.Context, id, ns string, req *invokemsg.
 			return nil, err
 		}
 		if !fresh {
-			if err := sleep(ctx, time.Duration(attempt-1)*b.o.Backoff); err != nil {
+			if err := sleep(ctx, wait); err != nil {
 				return nil, lastErr
 			}
 		}
@@ -278,14 +298,17 @@ func (b *Block) invokeRemote(ctx context.Context, id, ns string, req *invokemsg.
 			return nil, err
 		}
 		b.bal.markDown(addr, id, ns)
-		lastErr = fmt.Errorf("%s (attempt %d of %d): %w", addr, attempt, b.o.Attempts, err)
+		lastErr = fmt.Errorf("%s (attempt %d of %d): %w", addr, attempt, retries.total(), err)
 		if sent != nil && sent.n.Load() > 0 {
 			return nil, lastErr // part of a streamed body is gone
+		}
+		var ok bool
+		if wait, ok = retries.next(); !ok {
+			return nil, lastErr
 		}
 		b.log.Debug("sidecar unreachable; trying again", "app_id", id, "address", addr, "attempt", attempt, "error", err)
 		tried = append(tried, addr)
 	}
-	return nil, lastErr
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

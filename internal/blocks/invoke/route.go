@@ -27,8 +27,8 @@ func (b *Block) Target(target string) (id, ns string, local bool, err error) {
 // Dial calls try with the internal address of one of the sidecars of app
 // id in namespace ns, chosen round robin as Invoke chooses. When try's
 // error wraps ErrUnreachable (nothing reached the callee), the instance is
-// avoided for a while and try is called again with another one, up to
-// Options.Attempts times. It returns nil once try succeeds, else the last
+// avoided for a while and try is called again with another one, as the
+// built-in service retries allow. It returns nil once try succeeds, else the last
 // error (the resolver's when the app cannot be resolved).
 func (b *Block) Dial(ctx context.Context, id, ns string, try func(addr string) error) error {
 	if b.o.Resolver == nil {
@@ -40,7 +40,9 @@ func (b *Block) Dial(ctx context.Context, id, ns string, try func(addr string) e
 	}
 	var tried []string
 	var lastErr error
-	for attempt := 1; attempt <= b.o.Attempts; attempt++ {
+	retries := b.retries(id)
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
 		addr, fresh, err := b.bal.pick(ctx, nameresolution.ResolveRequest{ID: id, Namespace: ns}, tried)
 		if err != nil {
 			if lastErr != nil {
@@ -49,7 +51,7 @@ func (b *Block) Dial(ctx context.Context, id, ns string, try func(addr string) e
 			return err
 		}
 		if !fresh {
-			if err := sleep(ctx, time.Duration(attempt-1)*b.o.Backoff); err != nil {
+			if err := sleep(ctx, wait); err != nil {
 				return lastErr
 			}
 		}
@@ -61,9 +63,12 @@ func (b *Block) Dial(ctx context.Context, id, ns string, try func(addr string) e
 			return err
 		}
 		b.bal.markDown(addr, id, ns)
-		lastErr = fmt.Errorf("%s (attempt %d of %d): %w", addr, attempt, b.o.Attempts, err)
+		lastErr = fmt.Errorf("%s (attempt %d of %d): %w", addr, attempt, retries.total(), err)
+		var ok bool
+		if wait, ok = retries.next(); !ok {
+			return lastErr
+		}
 		b.log.Debug("sidecar unreachable; trying again", "app_id", id, "address", addr, "attempt", attempt, "error", err)
 		tried = append(tried, addr)
 	}
-	return lastErr
 }

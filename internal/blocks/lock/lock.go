@@ -27,6 +27,7 @@ import (
 	clock "github.com/mecha-dev/mecha/components/lock"
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Separator joins the parts of a lock key, as in Dapr.
@@ -39,6 +40,8 @@ const keyRoot = "lock" + Separator
 type Block struct {
 	appID  string
 	stores *compset.Set[*store]
+	// res supplies the stores' outbound resiliency policies (nil: none).
+	res *resiliency.Provider
 }
 
 // store is a registered lock store with its resolved key prefix.
@@ -132,10 +135,14 @@ func (b *Block) TryLock(ctx context.Context, req TryLockRequest) (bool, error) {
 	if err != nil {
 		return false, apierr.LockTry.Wrap(err, "failed to try acquiring lock")
 	}
-	ok, err := s.TryLock(ctx, clock.TryLockRequest{
-		ResourceID: key,
-		LockOwner:  req.LockOwner,
-		Expiry:     secondsToDuration(req.ExpiryInSeconds),
+	var ok bool
+	err = b.res.ComponentOutbound(req.Store, resiliency.Lock).Run(ctx, func(ctx context.Context) (err error) {
+		ok, err = s.TryLock(ctx, clock.TryLockRequest{
+			ResourceID: key,
+			LockOwner:  req.LockOwner,
+			Expiry:     secondsToDuration(req.ExpiryInSeconds),
+		})
+		return err
 	})
 	if err != nil {
 		return false, apierr.LockTry.Wrap(err, "failed to try acquiring lock")
@@ -154,7 +161,11 @@ func (b *Block) Unlock(ctx context.Context, req UnlockRequest) (clock.UnlockStat
 	if err != nil {
 		return clock.InternalError, apierr.LockUnlock.Wrap(err, "failed to release lock")
 	}
-	st, err := s.Unlock(ctx, clock.UnlockRequest{ResourceID: key, LockOwner: req.LockOwner})
+	var st clock.UnlockStatus
+	err = b.res.ComponentOutbound(req.Store, resiliency.Lock).Run(ctx, func(ctx context.Context) (err error) {
+		st, err = s.Unlock(ctx, clock.UnlockRequest{ResourceID: key, LockOwner: req.LockOwner})
+		return err
+	})
 	if err != nil {
 		return clock.InternalError, apierr.LockUnlock.Wrap(err, "failed to release lock")
 	}
@@ -189,3 +200,8 @@ func (s *store) key(resourceID string) (string, error) {
 }
 
 func secondsToDuration(n int32) time.Duration { return time.Duration(n) * time.Second }
+
+// SetResiliency makes calls to the stores go through their outbound
+// resiliency policies. Call it before the block serves; nil (the default)
+// applies none.
+func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }

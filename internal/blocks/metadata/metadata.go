@@ -58,6 +58,25 @@ type SubscriptionRule struct {
 	Path  string
 }
 
+// ActorRuntime is the actor runtime's state as daprd reports it.
+type ActorRuntime struct {
+	// Status is DISABLED, INITIALIZING or RUNNING.
+	Status       string
+	ActiveActors []ActorCount
+	HostReady    bool
+	// Placement is "placement: connected" or "placement: disconnected".
+	Placement string
+	// TableVersion is the placement table version applied last (Mecha's
+	// addition).
+	TableVersion uint64
+}
+
+// ActorCount is the number of active actors of a type.
+type ActorCount struct {
+	Type  string
+	Count int
+}
+
 // Snapshot is a consistent copy of everything the block reports.
 type Snapshot struct {
 	AppID           string
@@ -68,7 +87,10 @@ type Snapshot struct {
 	Extended        map[string]string
 	App             AppConnection
 	ActorStatus     string
-	Subscriptions   []Subscription
+	// ActorRuntime is the actor runtime's state (Status DISABLED when
+	// there is none).
+	ActorRuntime  ActorRuntime
+	Subscriptions []Subscription
 }
 
 // Block holds the sidecar's metadata.
@@ -78,6 +100,8 @@ type Block struct {
 	extended map[string]string
 	// subscriptions lists the pub/sub subscriptions at snapshot time.
 	subscriptions func() []Subscription
+	// actors reports the actor runtime at snapshot time.
+	actors func() ActorRuntime
 }
 
 // New returns a block for appID.
@@ -122,6 +146,13 @@ func (b *Block) SetSubscriptions(list func() []Subscription) {
 	b.subscriptions = list
 }
 
+// SetActorRuntime sets where the actor runtime's state is read from.
+func (b *Block) SetActorRuntime(f func() ActorRuntime) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.actors = f
+}
+
 // Snapshot returns a copy of the current metadata.
 func (b *Block) Snapshot() Snapshot {
 	b.mu.RLock()
@@ -131,6 +162,7 @@ func (b *Block) Snapshot() Snapshot {
 	s.EnabledFeatures = append([]string(nil), b.snap.EnabledFeatures...)
 	s.Extended = maps.Clone(b.extended)
 	subs := b.subscriptions
+	act := b.actors
 	b.mu.RUnlock()
 	if s.Extended == nil {
 		s.Extended = map[string]string{}
@@ -138,6 +170,11 @@ func (b *Block) Snapshot() Snapshot {
 	// Asked outside the lock: the source has locks of its own.
 	if subs != nil {
 		s.Subscriptions = subs()
+	}
+	s.ActorRuntime = ActorRuntime{Status: s.ActorStatus}
+	if act != nil {
+		s.ActorRuntime = act()
+		s.ActorStatus = s.ActorRuntime.Status
 	}
 	return s
 }

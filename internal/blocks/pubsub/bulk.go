@@ -177,7 +177,7 @@ func (r *running) flush(ctx context.Context, items []*bulkItem) {
 	}
 	for _, p := range paths {
 		g := groups[p]
-		outs, err := r.target.deliverBulk(ctx, r.log, g)
+		outs, err := r.deliverBulkResilient(ctx, s, g)
 		for j, e := range g.entries {
 			i := index[e]
 			switch {

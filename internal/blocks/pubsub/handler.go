@@ -78,7 +78,9 @@ func (r *running) process(ctx context.Context, s *subscription, msg *cpubsub.Mes
 	if err := r.target.waitReady(ctx); err != nil {
 		return err
 	}
-	err = r.target.deliver(ctx, log, ev, path)
+	start := time.Now()
+	err = r.deliverResilient(ctx, log, s, ev, path)
+	r.delivered(s, err, start)
 	switch {
 	case err == nil:
 		return nil

@@ -7,9 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	cpubsub "github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/resiliency"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // PublishRequest is one event to publish.
@@ -32,7 +37,9 @@ type PublishRequest struct {
 // Publish wraps and publishes one event, with daprd's errors: empty or
 // unknown names, bad metadata, a body sent as a CloudEvent that is not
 // one, a topic the component's scopes forbid, and broker failures.
-func (b *Block) Publish(ctx context.Context, req PublishRequest) error {
+func (b *Block) Publish(ctx context.Context, req PublishRequest) (err error) {
+	ctx, span := tracing.StartPublish(ctx, req.PubsubName, req.Topic)
+	defer func() { tracing.End(span, err) }()
 	br, raw, err := b.resolve(req.PubsubName, req.Topic, req.Metadata)
 	if err != nil {
 		return err
@@ -40,7 +47,7 @@ func (b *Block) Publish(ctx context.Context, req PublishRequest) error {
 	data := req.Data
 	contentType := req.ContentType
 	if !raw {
-		if data, err = b.envelope(br, req.Topic, req.ContentType, req.Data, req.TraceParent, req.TraceState, req.Metadata); err != nil {
+		if data, err = b.envelope(ctx, br, req.Topic, req.ContentType, req.Data, req.TraceParent, req.TraceState, req.Metadata); err != nil {
 			return err
 		}
 		contentType = contentTypeCloudEvent
@@ -48,9 +55,10 @@ func (b *Block) Publish(ctx context.Context, req PublishRequest) error {
 	if !br.scopes.canPublish(req.Topic) {
 		return forbidden(br.name, req.Topic, b.opts.AppID)
 	}
-	err = br.Publish(ctx, &cpubsub.PublishRequest{
-		Topic: b.topic(br, req.Topic), Data: data, ContentType: contentType, Metadata: req.Metadata,
-	})
+	start := time.Now()
+	preq := &cpubsub.PublishRequest{Topic: b.topic(br, req.Topic), Data: data, ContentType: contentType, Metadata: req.Metadata}
+	err = b.outbound(br.name).Run(ctx, func(ctx context.Context) error { return br.Publish(ctx, preq) })
+	b.published(br.name, req.Topic, err == nil, start)
 	if err != nil {
 		return publishFailed(br.name, req.Topic, err)
 	}
@@ -78,11 +86,8 @@ func (b *Block) resolve(pubsubName, topic string, md map[string]string) (*broker
 }
 
 // envelope builds and encodes the CloudEvent for one event.
-func (b *Block) envelope(br *broker, topic, contentType string, data []byte, traceParent, traceState string, md map[string]string) ([]byte, error) {
-	if _, _, ok := parseTraceParent(traceParent); !ok {
-		traceState = "" // belongs to a context that is not continued
-	}
-	traceParent = childTraceParent(traceParent)
+func (b *Block) envelope(ctx context.Context, br *broker, topic, contentType string, data []byte, traceParent, traceState string, md map[string]string) ([]byte, error) {
+	traceParent, traceState = eventTrace(ctx, traceParent, traceState)
 	ce, err := newEnvelope(envelopeRequest{
 		source: b.opts.AppID, topic: topic, pubsub: br.name, contentType: contentType,
 		data: data, traceParent: traceParent, traceState: traceState, metadata: md,
@@ -162,7 +167,13 @@ const bulkConcurrency = 100
 // bulk publisher), without one when the broker reported a partial failure.
 // Other errors (names, metadata, entries, scopes) fail the request before
 // anything is published.
-func (b *Block) BulkPublish(ctx context.Context, req BulkPublishRequest) (BulkPublishResult, error) {
+func (b *Block) BulkPublish(ctx context.Context, req BulkPublishRequest) (_ BulkPublishResult, err error) {
+	var spans []trace.Span // one per event, as daprd
+	defer func() {
+		for _, s := range spans {
+			tracing.End(s, err)
+		}
+	}()
 	br, raw, err := b.resolve(req.PubsubName, req.Topic, req.Metadata)
 	if err != nil {
 		return BulkPublishResult{}, err
@@ -186,7 +197,9 @@ func (b *Block) BulkPublish(ctx context.Context, req BulkPublishRequest) (BulkPu
 		}
 		entries[i] = cpubsub.BulkEntry{EntryID: e.EntryID, Data: e.Event, ContentType: e.ContentType, Metadata: md}
 		if !raw {
-			data, err := b.envelope(br, req.Topic, e.ContentType, e.Event, req.TraceParent, req.TraceState, md)
+			ectx, span := tracing.StartPublish(ctx, req.PubsubName, req.Topic)
+			spans = append(spans, span)
+			data, err := b.envelope(ectx, br, req.Topic, e.ContentType, e.Event, req.TraceParent, req.TraceState, md)
 			if err != nil {
 				return BulkPublishResult{}, err
 			}
@@ -199,14 +212,18 @@ func (b *Block) BulkPublish(ctx context.Context, req BulkPublishRequest) (BulkPu
 	topic := b.topic(br, req.Topic)
 	if br.bulk == nil {
 		// One by one: any failure fails the call, listing the entries.
-		failed := publishEach(ctx, br, topic, entries)
+		failed := publishEach(ctx, br, topic, entries, b.outbound(br.name))
 		if len(failed) == 0 {
 			return BulkPublishResult{}, nil
 		}
 		return BulkPublishResult{FailedEntries: failed}, publishFailed(br.name, req.Topic,
 			fmt.Errorf("%d of %d entries were not published: %s", len(failed), len(entries), failed[0].Error))
 	}
-	res, err := br.bulk.BulkPublish(ctx, &cpubsub.BulkPublishRequest{Topic: topic, Entries: entries, Metadata: req.Metadata})
+	var res cpubsub.BulkPublishResponse
+	err = b.outbound(br.name).Run(ctx, func(ctx context.Context) (err error) {
+		res, err = br.bulk.BulkPublish(ctx, &cpubsub.BulkPublishRequest{Topic: topic, Entries: entries, Metadata: req.Metadata})
+		return err
+	})
 	if err != nil {
 		// The call failed as a whole: every entry is reported failed.
 		out := BulkPublishResult{FailedEntries: make([]FailedEntry, len(entries))}
@@ -230,7 +247,7 @@ func (b *Block) BulkPublish(ctx context.Context, req BulkPublishRequest) (BulkPu
 
 // publishEach is the bulk fallback: every entry published on its own, at
 // most bulkConcurrency at a time. It returns the entries that failed.
-func publishEach(ctx context.Context, br *broker, topic string, entries []cpubsub.BulkEntry) []FailedEntry {
+func publishEach(ctx context.Context, br *broker, topic string, entries []cpubsub.BulkEntry, pol *resiliency.Policy) []FailedEntry {
 	var (
 		mu     sync.Mutex
 		failed []FailedEntry
@@ -241,7 +258,9 @@ func publishEach(ctx context.Context, br *broker, topic string, entries []cpubsu
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := br.Publish(ctx, &cpubsub.PublishRequest{Topic: topic, Data: e.Data, ContentType: e.ContentType, Metadata: e.Metadata})
+			err := pol.Run(ctx, func(ctx context.Context) error {
+				return br.Publish(ctx, &cpubsub.PublishRequest{Topic: topic, Data: e.Data, ContentType: e.ContentType, Metadata: e.Metadata})
+			})
 			if err == nil {
 				return
 			}

@@ -28,11 +28,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mecha-dev/mecha/components"
 	cpubsub "github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
 	"github.com/mecha-dev/mecha/internal/channel"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // DefaultMaxConcurrency bounds the messages of one subscription that are
@@ -56,6 +58,15 @@ type Options struct {
 	// MaxConcurrency bounds in-flight deliveries per subscription
 	// (default DefaultMaxConcurrency).
 	MaxConcurrency int
+	// Resiliency supplies the components' policies: outbound for
+	// publishing, inbound for deliveries to the receiver (nil: none).
+	Resiliency *resiliency.Provider
+	// OnPublish and OnDeliver, when set, are told about every message
+	// published to a broker and every delivery to a receiver, with its
+	// outcome (OutcomeSuccess, OutcomeRetry, OutcomeDrop) and how long it
+	// took (metrics).
+	OnPublish func(pubsub, topic string, success bool, elapsed time.Duration)
+	OnDeliver func(pubsub, topic, outcome string, elapsed time.Duration)
 }
 
 // Block is the pub/sub building block.

@@ -1,10 +1,29 @@
 package pubsub
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"log/slog"
 	"strings"
+
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
+
+// eventTrace is the trace context an event's envelope carries: the
+// producer span's (ctx) when tracing is on, else a child of the caller's
+// traceparent (or a new trace when it is absent or malformed; its
+// tracestate then goes too).
+func eventTrace(ctx context.Context, parent, state string) (string, string) {
+	if tp, ts, ok := tracing.TraceContext(ctx); ok {
+		return tp, ts
+	}
+	if _, _, ok := parseTraceParent(parent); !ok {
+		state = "" // belongs to a context that is not continued
+	}
+	return childTraceParent(parent), state
+}
 
 // childTraceParent returns the W3C traceparent of a new span for one
 // published event: a child of parent (same trace id and flags, a new span
@@ -48,4 +67,20 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// deliverTraced delivers ev inside daprd's "pubsub/<topic>" span, which
+// continues the trace the event carries; the receiver gets that span as
+// its parent (the app channel sends the span in the context). A DROP is
+// the receiver's decision, not a failure of the span.
+func (r *running) deliverTraced(ctx context.Context, log *slog.Logger, s *subscription, ev *event, path string) error {
+	parent, state := ev.traceContext()
+	ctx, span := tracing.StartDelivery(ctx, parent, state, s.pubsubName, s.topic)
+	err := r.target.deliver(ctx, log, ev, path)
+	if errors.Is(err, errDropped) {
+		tracing.End(span, nil)
+	} else {
+		tracing.End(span, err)
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -237,7 +238,7 @@ func FuzzEnvelope(f *testing.F) {
 	b := New(Options{AppID: "fuzz"})
 	br := &broker{name: "ps"}
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
-		data, err := b.envelope(br, "t", ct, body, "", "", nil)
+		data, err := b.envelope(context.Background(), br, "t", ct, body, "", "", nil)
 		if err != nil {
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/mecha-dev/mecha/components/secretstores"
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/compset"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Block serves the secrets API.
@@ -21,6 +22,8 @@ type Block struct {
 	stores *compset.Set[secretstores.Store]
 	// scopes is replaced whole by SetScopes and read without a lock.
 	scopes atomic.Pointer[map[string]*policy]
+	// res supplies the stores' outbound resiliency policies (nil: none).
+	res *resiliency.Provider
 }
 
 // New returns an empty block.
@@ -75,7 +78,11 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (map[string]string, err
 	if !b.allowed(req.Store, req.Name) {
 		return nil, apierr.SecretPermissionDenied.New("access denied by policy to get %q from %q", req.Name, req.Store)
 	}
-	data, err := s.Get(ctx, secretstores.GetRequest{Name: req.Name, Metadata: req.Metadata})
+	var data map[string]string
+	err = b.res.ComponentOutbound(req.Store, resiliency.Secretstore).Run(ctx, func(ctx context.Context) (err error) {
+		data, err = s.Get(ctx, secretstores.GetRequest{Name: req.Name, Metadata: req.Metadata})
+		return err
+	})
 	if err != nil {
 		return nil, apierr.SecretGet.Wrap(err, "failed getting secret with key %s from secret store %s", req.Name, req.Store)
 	}
@@ -95,7 +102,11 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) (map[string]map
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.BulkGet(ctx, secretstores.BulkGetRequest{Metadata: req.Metadata})
+	var all map[string]map[string]string
+	err = b.res.ComponentOutbound(req.Store, resiliency.Secretstore).Run(ctx, func(ctx context.Context) (err error) {
+		all, err = s.BulkGet(ctx, secretstores.BulkGetRequest{Metadata: req.Metadata})
+		return err
+	})
 	if err != nil {
 		return nil, apierr.SecretGet.Wrap(err, "failed getting secrets from secret store %s", req.Store)
 	}
@@ -124,3 +135,8 @@ func (b *Block) store(name string) (secretstores.Store, error) {
 	}
 	return nil, apierr.SecretStoreNotFound.New("failed finding secret store with key %s", name)
 }
+
+// SetResiliency makes calls to the stores go through their outbound
+// resiliency policies. Call it before the block serves; nil (the default)
+// applies none.
+func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }

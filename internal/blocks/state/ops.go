@@ -8,6 +8,7 @@ import (
 
 	cstate "github.com/mecha-dev/mecha/components/state"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // GetRequest reads one key.
@@ -43,7 +44,13 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.Store.Get(ctx, &cstate.GetRequest{Key: k, GetOptions: cstate.GetOptions{Consistency: cons, Metadata: req.Metadata}})
+	sctx, span := tracing.StartState(ctx, req.Store, "get")
+	var resp *cstate.GetResponse
+	err = b.run(sctx, req.Store, func(ctx context.Context) (err error) {
+		resp, err = s.Store.Get(ctx, &cstate.GetRequest{Key: k, GetOptions: cstate.GetOptions{Consistency: cons, Metadata: req.Metadata}})
+		return err
+	})
+	tracing.End(span, err)
 	if err != nil {
 		return nil, apierr.StateGet.Wrap(err, "fail to get %s from state store %s", req.Key, req.Store)
 	}
@@ -82,8 +89,14 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) ([]Item, error)
 		}
 	}
 	opts := cstate.GetOptions{Metadata: req.Metadata}
+	ctx, span := tracing.StartState(ctx, req.Store, "bulkGet")
+	defer span.End()
 	if s.bulk != nil {
-		items, err := s.bulk.BulkGet(ctx, full, opts)
+		var items []cstate.BulkItem
+		err := b.run(ctx, req.Store, func(ctx context.Context) (err error) {
+			items, err = s.bulk.BulkGet(ctx, full, opts)
+			return err
+		})
 		if err != nil {
 			return nil, apierr.StateBulkGet.Wrap(err, "failed to get keys from state store %s", req.Store)
 		}
@@ -110,7 +123,11 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) ([]Item, error)
 		wg.Go(func() {
 			defer func() { <-sem }()
 			o := &out[j]
-			resp, err := s.Store.Get(ctx, &cstate.GetRequest{Key: fk, GetOptions: opts})
+			var resp *cstate.GetResponse
+			err := b.run(ctx, req.Store, func(ctx context.Context) (err error) {
+				resp, err = s.Store.Get(ctx, &cstate.GetRequest{Key: fk, GetOptions: opts})
+				return err
+			})
 			if err != nil {
 				o.Error = err.Error()
 				return
@@ -145,11 +162,14 @@ func (b *Block) Save(ctx context.Context, store string, items []SaveItem) error 
 			return err
 		}
 	}
+	ctx, span := tracing.StartState(ctx, store, "set")
 	for i := range reqs {
-		if err := s.Store.Set(ctx, &reqs[i]); err != nil {
+		if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Set(ctx, &reqs[i]) }); err != nil {
+			tracing.End(span, err)
 			return saveError(err, store, items[i].Key)
 		}
 	}
+	span.End()
 	return nil
 }
 
@@ -198,7 +218,10 @@ func (b *Block) Delete(ctx context.Context, req DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Store.Delete(ctx, &dr); err != nil {
+	ctx, span := tracing.StartState(ctx, req.Store, "delete")
+	err = b.run(ctx, req.Store, func(ctx context.Context) error { return s.Store.Delete(ctx, &dr) })
+	tracing.End(span, err)
+	if err != nil {
 		return deleteError(err, req.Key)
 	}
 	return nil
@@ -216,11 +239,14 @@ func (b *Block) DeleteBulk(ctx context.Context, store string, reqs []DeleteReque
 			return err
 		}
 	}
+	ctx, span := tracing.StartState(ctx, store, "delete")
 	for i := range drs {
-		if err := s.Store.Delete(ctx, &drs[i]); err != nil {
+		if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Delete(ctx, &drs[i]) }); err != nil {
+			tracing.End(span, err)
 			return deleteError(err, reqs[i].Key)
 		}
 	}
+	span.End()
 	return nil
 }
 
@@ -284,7 +310,10 @@ func (b *Block) Transact(ctx context.Context, store string, ops []Operation, md 
 			return apierr.StateNotSupportedOp.New("operation type %s not supported", op.Type)
 		}
 	}
-	if err := s.tx.Multi(ctx, tr); err != nil {
+	ctx, span := tracing.StartState(ctx, store, "transaction")
+	err = b.run(ctx, store, func(ctx context.Context) error { return s.tx.Multi(ctx, tr) })
+	tracing.End(span, err)
+	if err != nil {
 		switch {
 		case errors.Is(err, cstate.ErrETagMismatch):
 			return apierr.StateTransactionETag.Wrap(err, "error while executing state transaction")

@@ -18,6 +18,7 @@ import (
 	"github.com/mecha-dev/mecha/components"
 	cstate "github.com/mecha-dev/mecha/components/state"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Separator joins key prefix and key, as in Dapr.
@@ -30,6 +31,8 @@ type Block struct {
 
 	mu     sync.RWMutex
 	stores map[string]*Store
+	// res supplies the stores' outbound resiliency policies (nil: none).
+	res *resiliency.Provider
 }
 
 // Store is one registered state store with the runtime's view of it.

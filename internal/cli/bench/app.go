@@ -1,16 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,66 +196,13 @@ func validateBodySize(n int) error {
 // The returned process has httpAddr and grpcAddr set; the caller must call
 // Stop.
 func startApp(ctx context.Context, bin, logDir string, bodySize int, env []string) (*sidecarProc, error) {
-	logPath := filepath.Join(logDir, "app.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	p, line, err := startLineProc(ctx, "app", bin, []string{"bench", "app", "--body-size", strconv.Itoa(bodySize)}, logDir, env)
 	if err != nil {
 		return nil, err
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	cmd := exec.Command(bin, "bench", "app", "--body-size", strconv.Itoa(bodySize))
-	cmd.Stdout, cmd.Stderr = pw, logFile
-	cmd.Env = env
-	cmd.SysProcAttr = childAttr()
-	p := &sidecarProc{name: "app", cmd: cmd, logPath: logPath, logFile: logFile, exited: make(chan struct{}), started: time.Now()}
-	if env != nil {
-		p.pprofAddr = envValue(env, pprofEnv)
-	}
-	err = cmd.Start()
-	pw.Close() // the child has its copy
-	if err != nil {
-		pr.Close()
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s bench app: %w", bin, err)
-	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	// The reader ends with the first line, or at EOF when the child exits
-	// (Stop below makes sure it does on failure).
-	type line struct {
-		s   string
-		err error
-	}
-	lines := make(chan line, 1)
-	go func() {
-		defer pr.Close()
-		s, err := bufio.NewReader(pr).ReadString('\n')
-		lines <- line{s, err}
-	}()
-	fail := func(err error) (*sidecarProc, error) {
+	if p.httpAddr, p.grpcAddr, err = parseAppAddrLine(line); err != nil {
 		_ = p.Stop()
-		<-lines
 		return nil, err
 	}
-	select {
-	case l := <-lines:
-		if l.err != nil {
-			_ = p.Stop()
-			return nil, fmt.Errorf("bench app stopped before listening (%v): %s", p.waitErr, p.logTail())
-		}
-		if p.httpAddr, p.grpcAddr, err = parseAppAddrLine(l.s); err != nil {
-			_ = p.Stop()
-			return nil, err
-		}
-		return p, nil
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	case <-time.After(30 * time.Second):
-		return fail(fmt.Errorf("bench app not listening after 30s: %s", p.logTail()))
-	}
+	return p, nil
 }

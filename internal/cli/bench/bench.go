@@ -88,15 +88,18 @@ func Command() *cobra.Command {
 	var profile *os.File
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO [flags]",
-		Short: "Load-test the state and invocation APIs and measure start-up (throughput, latency, RSS)",
+		Short: "Load-test the state, invocation and pub/sub APIs and measure start-up (throughput, latency, RSS)",
 		Long: `Measure Mecha: save+get pairs per second and their p50/p90/p99 latency over
 HTTP and gRPC, the same operations straight to Redis, and exec-to-healthy time
 and idle memory. "mecha bench all --redis-addr 127.0.0.1:6379" starts its own
 sidecars and prints every figure with the comparisons against daprd 1.18 and
 Mecha's targets. "mecha bench invoke-all" does the same for service invocation
 (direct, through one sidecar and through two, over HTTP and gRPC, at a fixed
-rate and at maximum throughput). The load generator shares the machine with
-what it measures; the reports show each process's CPU per operation.`,
+rate and at maximum throughput), and "mecha bench pubsub-all" for publish and
+subscribe (publish throughput through the sidecar against the raw JetStream
+client, publish-to-app latency, delivered events/s). The load generator
+shares the machine with what it measures; the reports show each process's CPU
+per operation.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -126,7 +129,8 @@ what it measures; the reports show each process's CPU per operation.`,
 	}
 	lf.addFlags(cmd.PersistentFlags())
 	cmd.AddCommand(stateHTTPCommand(lf), stateGRPCCommand(lf), redisDirectCommand(lf), startupCommand(lf), allCommand(lf),
-		appCommand(), invokeCommand(lf), invokeAllCommand(lf))
+		appCommand(), invokeCommand(lf), invokeAllCommand(lf),
+		subscriberCommand(), natsCommand(), publishCommand(lf), pubsubAllCommand(lf))
 	return cmd
 }
 

@@ -42,10 +42,38 @@
 // daprd's figures. invoke runs one path against running processes, daprd
 // included.
 //
+// Publish/subscribe has its own scenarios, each publishing 1 KiB JSON
+// events that carry their run, a sequence number and their publish time
+// (the due time at a fixed rate), delivered over HTTP to a built-in
+// subscriber app (`mecha bench subscriber`) that records each event's
+// arrival time and reports the records over HTTP:
+//
+//	mecha bench pubsub-all  [--repeat 3] [--rate 1000] [-c 16] [--max-backlog 1000] [--profile DIR]
+//	mecha bench publish     --call http|grpc|raw --addr ADDR [--pubsub NAME] [--subscriber HOST:PORT] [--mode max|rate]
+//	mecha bench subscriber  --subscribe PUBSUB=TOPIC [--port 0]
+//
+// pubsub-all starts a NATS server with JetStream (the control plane's
+// embedded broker, in the hidden `mecha bench nats`, its store in a
+// temporary directory), the subscriber and a sidecar in front of it with
+// pubsub.jetstream (its default concurrency, and "parallel") and
+// pubsub.in-memory, each a process of its own, and measures: publish
+// throughput with -c workers through the sidecar over HTTP and gRPC
+// against nats.go's JetStream client publishing to the same stream (the
+// ratio is the sidecar's share of the raw client's throughput);
+// publish → app latency at a fixed rate, open loop, from each event's due
+// time (no coordinated omission), per component; and the events/s
+// published and delivered with -c publishers held back while more than
+// --max-backlog events are undelivered (the subscriber streams its count),
+// so that the figure is what gets through, not how fast a broker's queue
+// fills. It checks that every accepted event arrived (lost, duplicates)
+// and reports each process's CPU per event, the comparisons with daprd
+// and Mecha's targets. publish runs one of these against running
+// processes, daprd included.
+//
 // The load generator runs on the same machine as the sidecars, the app and
 // Redis; the report says so and shows the CPU each process spent per pair
 // or request, read from /proc on Linux. Every process bench starts is
 // stopped by its PID on exit, Ctrl-C included, and its temporary directory
-// removed. MECHA_BENCH_PPROF_ADDR (see pprof.go) lets invoke-all --profile
-// take CPU profiles of the processes it starts.
+// removed. MECHA_BENCH_PPROF_ADDR (see pprof.go) lets invoke-all and
+// pubsub-all --profile take CPU profiles of the processes they start.
 package bench

@@ -102,6 +102,8 @@ func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
 		"--resources-path", spec.ResourcesDir,
 		"--log-level", "warn",
 		"--dapr-graceful-shutdown-seconds", "2",
+		// Metrics stay on, as in daprd's default, on a port of their own.
+		"--metrics-port", "0",
 	)
 	if spec.Internal {
 		cmd.Args = append(cmd.Args, "--dapr-internal-grpc-port", strconv.Itoa(ports[2]))

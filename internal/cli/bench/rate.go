@@ -90,6 +90,9 @@ type rateResult struct {
 	// Elapsed is from the first measured due time to the last measured
 	// completion.
 	Elapsed time.Duration
+	// MeasureFrom is the first measured due time: requests due before it
+	// were the warm-up.
+	MeasureFrom time.Time
 	// Total counts every successful request, warm-up included.
 	Total      int
 	Errors     int
@@ -122,10 +125,27 @@ type rateWorkerStats struct {
 // itself. When every worker is busy the token waits, the next request
 // goes out late, and the wait counts in its latency.
 func runRate(ctx context.Context, o rateOptions, newWorker func(id int) (reqFunc, error)) (*rateResult, error) {
+	return runRateDue(ctx, o, func(id int) (dueReqFunc, error) {
+		f, err := newWorker(id)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, _ time.Time) error { return f(ctx) }, nil
+	})
+}
+
+// dueReqFunc is a reqFunc that is told when its request was due, for
+// requests that carry their own timestamp (a published event stamped with
+// its due time, so that the subscriber measures from it).
+type dueReqFunc func(ctx context.Context, due time.Time) error
+
+// runRateDue is runRate with workers that are told each request's due
+// time.
+func runRateDue(ctx context.Context, o rateOptions, newWorker func(id int) (dueReqFunc, error)) (*rateResult, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	workers := make([]reqFunc, o.Workers)
+	workers := make([]dueReqFunc, o.Workers)
 	for i := range workers {
 		f, err := newWorker(i)
 		if err != nil {
@@ -168,7 +188,7 @@ func runRate(ctx context.Context, o rateOptions, newWorker func(id int) (reqFunc
 				}
 				t0 := time.Now()
 				token <- i + 1
-				err := f(ctx)
+				err := f(ctx, due)
 				t1 := time.Now()
 				if err != nil {
 					if ctx.Err() != nil {
@@ -224,7 +244,7 @@ func runRate(ctx context.Context, o rateOptions, newWorker func(id int) (reqFunc
 		}
 		return nil, errors.New("no request was measured")
 	}
-	res.Elapsed = last.Sub(measureFrom)
+	res.Elapsed, res.MeasureFrom = last.Sub(measureFrom), measureFrom
 	return res, nil
 }
 

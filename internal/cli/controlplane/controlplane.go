@@ -5,14 +5,17 @@
 //
 // The process hosts the control plane's parts (internal/controlplane): the
 // embedded NATS JetStream broker, on 127.0.0.1, keeping its data in
-// <home>/data/jetstream, and the actor placement service
-// (internal/placement), standalone. It records its pid and addresses in
+// <home>/data/jetstream, the actor placement service
+// (internal/placement), standalone, and the certificate authority for mTLS
+// between sidecars (internal/sentry), its root, issuer and token in
+// <home>/data/ca. It records its pid and addresses in
 // <home>/data/control-plane.json and holds <home>/data/control-plane.lock
 // while it runs, so that a home has at most one.
 //
 // Without --local it is a node of a placement cluster (Dapr's placement
-// deployment): the placement service alone, replicated with raft across
-// --placement-peers, and /healthz.
+// deployment): the placement service, replicated with raft across
+// --placement-peers, and /healthz; and the certificate authority when
+// --ca-dir (or the --ca-* files) are given.
 package controlplane
 
 import (
@@ -35,6 +38,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/logging"
 	"github.com/mecha-dev/mecha/internal/placement"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
+	"github.com/mecha-dev/mecha/internal/sentry"
 )
 
 // DefaultHealthzPort is the /healthz port of a control plane started by
@@ -61,6 +65,9 @@ type flags struct {
 	placementPeers    string
 	raftDir           string
 	replicationFactor int
+
+	// sentry is the certificate authority (sentry.go).
+	sentry sentryFlags
 }
 
 // Command returns `mecha control-plane`.
@@ -68,7 +75,7 @@ func Command() *cobra.Command {
 	f := &flags{}
 	cmd := &cobra.Command{
 		Use:   "control-plane (--local | --placement-id ID --placement-peers ID=HOST:PORT,...) [flags]",
-		Short: "Run the control plane (pub/sub broker, actor placement) in the foreground",
+		Short: "Run the control plane (pub/sub broker, actor placement, certificate authority) in the foreground",
 		Long: `Run the self-hosted control plane of the Mecha home ($MECHA_HOME, else
 ~/.mecha) in the foreground until SIGTERM or Ctrl-C. It hosts the embedded NATS
 JetStream broker that the default "pubsub" component uses, listening on
@@ -82,9 +89,16 @@ It also hosts the actor placement service (Dapr's placement protocol) as a
 single node, for sidecars started with --placement-host-address; mecha run
 passes its address.
 
-The broker and placement ports default to the ones the home used last, else
-50007 and 50005, else (when taken) any free port; the ports are recorded in
-<home>/data/control-plane.json.
+It also hosts the certificate authority (Dapr's sentry protocol) that
+sidecars started with --sentry-address (or just --enable-mtls, which finds it
+through the home) get their mTLS certificates from. Its root, issuer and the
+token sidecars present are created on first start in <home>/data/ca (files
+0600) and kept across restarts; --ca-root-cert, --ca-issuer-cert and
+--ca-issuer-key supply your own.
+
+The broker, placement and CA ports default to the ones the home used last,
+else 50007, 50005 and 50003, else (when taken) any free port; the ports are
+recorded in <home>/data/control-plane.json.
 
 Without --local, the process is one node of a highly available placement
 service: the placement alone, on --listen-address:--placement-port, its
@@ -123,6 +137,7 @@ standalone.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-as-json", false, "write logs as JSON")
 	fs.Lookup("broker-port").DefValue = "auto"
+	f.sentry.addFlags(fs)
 	cmd.AddCommand(statusCommand(), stopCommand())
 	return cmd
 }
@@ -169,6 +184,22 @@ func run(cmd *cobra.Command, f *flags) error {
 		}
 		parts = append(parts, pl)
 	}
+	var sn *sentry.Server
+	if f.sentry.on {
+		ln, err := sentryListener(l, f.listenAddress, f.sentry.port, log.Warn)
+		if err != nil {
+			return err
+		}
+		dir := f.sentry.dir
+		if dir == "" {
+			dir = l.CADir()
+		}
+		if sn, err = f.sentry.newSentry(dir, ln, log); err != nil {
+			ln.Close()
+			return err
+		}
+		parts = append(parts, sn)
+	}
 	host := controlplane.New(controlplane.Options{
 		Parts:       parts,
 		HealthzAddr: net.JoinHostPort(f.listenAddress, strconv.Itoa(f.healthzPort)),
@@ -184,11 +215,14 @@ func run(cmd *cobra.Command, f *flags) error {
 	if pl != nil {
 		st.Placement = dialable(pl.Addr())
 	}
+	if sn != nil {
+		st.Sentry = dialable(sn.Addr())
+	}
 	if err := selfhosted.WriteControlPlane(l, st); err != nil {
 		_ = host.Stop(context.Background())
 		return fmt.Errorf("recording the control plane: %w", err)
 	}
-	log.Info("control plane ready", "home", l.Home, "broker", st.Broker, "placement", st.Placement, "healthz", "http://"+st.Healthz+"/healthz", "pid", st.PID)
+	log.Info("control plane ready", "home", l.Home, "broker", st.Broker, "placement", st.Placement, "sentry", st.Sentry, "healthz", "http://"+st.Healthz+"/healthz", "pid", st.PID)
 
 	<-ctx.Done()
 	log.Info("stopping the control plane")
@@ -324,8 +358,16 @@ func runCluster(cmd *cobra.Command, f *flags) error {
 	if err != nil {
 		return err
 	}
+	parts := []controlplane.Part{pl}
+	sn, err := clusterSentry(f, log)
+	if err != nil {
+		return err
+	}
+	if sn != nil {
+		parts = append(parts, sn)
+	}
 	host := controlplane.New(controlplane.Options{
-		Parts:       []controlplane.Part{pl},
+		Parts:       parts,
 		HealthzAddr: net.JoinHostPort(f.listenAddress, strconv.Itoa(f.healthzPort)),
 		Logger:      log,
 	})
@@ -359,6 +401,9 @@ func statusCommand() *cobra.Command {
 			pl := ""
 			if st.Placement != "" {
 				pl = ", placement " + st.Placement
+			}
+			if st.Sentry != "" {
+				pl += ", sentry " + st.Sentry
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "running: pid %d, broker %s%s, healthz http://%s/healthz, since %s\n",
 				st.PID, st.Broker, pl, st.Healthz, st.Started.Local().Format(time.RFC3339))

@@ -171,6 +171,9 @@ func templateFlags(a runfile.App, logJSON bool) *sidecar.Flags {
 	f.AppID = a.AppID
 	f.AppPort = a.AppPort
 	f.HTTPPort, f.GRPCPort, f.InternalGRPCPort = a.HTTPPort, a.GRPCPort, a.InternalGRPCPort
+	// A free metrics port per sidecar unless the template names one, as the
+	// dapr CLI does: several sidecars cannot share daprd's 9090.
+	f.MetricsPort = a.MetricsPort
 	if a.AppProtocol != "" {
 		f.AppProtocol = a.AppProtocol
 	}

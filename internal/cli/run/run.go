@@ -87,7 +87,8 @@ when all have, with the first non-zero exit code.`,
 	// Unlike daprd, pick free ports unless asked: several apps can run at once.
 	cmd.Flags().Lookup("dapr-http-port").DefValue = "0"
 	cmd.Flags().Lookup("dapr-grpc-port").DefValue = "0"
-	f.HTTPPort, f.GRPCPort = 0, 0
+	cmd.Flags().Lookup("metrics-port").DefValue = "0"
+	f.HTTPPort, f.GRPCPort, f.MetricsPort = 0, 0, 0
 	cmd.Flags().SortFlags = false
 	return cmd
 }

@@ -83,6 +83,9 @@ func startUnit(ctx context.Context, s unitSpec, regs *kinds.Registries) (*unit, 
 		"DAPR_HTTP_PORT="+port(rt.HTTPAddr()),
 		"DAPR_GRPC_PORT="+port(rt.GRPCAddr()),
 	)
+	if addr := rt.MetricsAddr(); addr != "" {
+		app.Env = append(app.Env, "DAPR_METRICS_PORT="+port(addr)) // as the dapr CLI
+	}
 	if f.AppPort != 0 {
 		app.Env = append(app.Env, "APP_PORT="+strconv.Itoa(f.AppPort), "APP_PROTOCOL="+f.AppProtocol)
 	}
@@ -116,13 +119,19 @@ func useDefaults(ctx context.Context, f *sidecar.Flags, logger *slog.Logger) err
 		return err
 	}
 	l := selfhosted.LayoutAt(home)
-	switch cp, started, err := selfhosted.EnsureControlPlane(ctx, l, selfhosted.EnsureOptions{}); {
+	cp, started, err := selfhosted.EnsureControlPlane(ctx, l, selfhosted.EnsureOptions{})
+	switch {
 	case errors.Is(err, selfhosted.ErrControlPlaneDisabled):
 		logger.Debug("not starting the local control plane", "reason", err)
 	case err != nil:
-		logger.Warn("the local control plane is not running: the default pubsub component will not work", "error", err)
+		logger.Warn("the local control plane is not running: the default pubsub component and actors will not work", "error", err)
 	case started:
-		logger.Info("started the local control plane in the background", "pid", cp.PID, "broker", cp.Broker, "log", l.ControlPlaneLog())
+		logger.Info("started the local control plane in the background", "pid", cp.PID, "broker", cp.Broker, "placement", cp.Placement, "log", l.ControlPlaneLog())
+	}
+	// Actors use the local control plane's placement service unless the
+	// command line names one.
+	if err == nil && f.PlacementHostAddress == "" && cp.Placement != "" {
+		f.PlacementHostAddress = cp.Placement
 	}
 	files, err := selfhosted.EnsureDefaults(l)
 	if err != nil {

@@ -18,8 +18,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/internal/api/guard"
 	"github.com/mecha-dev/mecha/internal/apphealth"
 	"github.com/mecha-dev/mecha/internal/logging"
+	"github.com/mecha-dev/mecha/internal/placement/client"
 	"github.com/mecha-dev/mecha/internal/runtime"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
 )
@@ -46,6 +48,20 @@ type Flags struct {
 	MaxBodySize       string
 	GracefulSeconds   int
 	DataDir           string
+	// PlacementHostAddress is the placement service's comma-separated
+	// host:port list; empty disables actors, as in daprd.
+	PlacementHostAddress string
+
+	// Prometheus endpoint, as daprd: on by default, port 9090. An empty
+	// MetricsListenAddress means the API's listen addresses.
+	EnableMetrics        bool
+	MetricsPort          int
+	MetricsListenAddress string
+
+	// Request header limit: --dapr-http-read-buffer-size in KB, or
+	// --read-buffer-size as a quantity (which wins, as in daprd).
+	ReadBufferSizeKB int
+	ReadBufferSize   string
 
 	// App health checks, in daprd's units: interval in seconds, timeout in
 	// milliseconds.
@@ -55,6 +71,9 @@ type Flags struct {
 	AppHealthProbeTimeout  int
 	AppHealthThreshold     int
 
+	// Security is mTLS with the control plane's CA (security.go).
+	Security securityFlags
+
 	// Accepted for daprd compatibility; used by later building blocks.
 	compat map[string]*string
 }
@@ -62,12 +81,15 @@ type Flags struct {
 // compatFlags are daprd flags Mecha accepts but does not act on yet; setting
 // one logs a warning instead of failing, so daprd command lines keep working.
 var compatFlags = []string{
-	"mode", "placement-host-address", "scheduler-host-address", "metrics-port", "enable-metrics",
-	"metrics-listen-address", "dapr-public-port", "dapr-public-listen-address",
-	"sentry-address", "enable-mtls", "control-plane-address", "control-plane-trust-domain", "control-plane-namespace",
-	"enable-profiling", "profile-port", "unix-domain-socket", "dapr-http-read-buffer-size",
-	"read-buffer-size", "dapr-block-shutdown-duration", "allowed-origins", "app-ssl", "disable-builtin-k8s-secret-store",
+	"mode", "scheduler-host-address",
+	"dapr-public-port", "dapr-public-listen-address",
+	"control-plane-address",
+	"enable-profiling", "profile-port", "unix-domain-socket",
+	"dapr-block-shutdown-duration", "allowed-origins", "app-ssl", "disable-builtin-k8s-secret-store",
 }
+
+// DefaultMetricsPort is daprd's metrics port.
+const DefaultMetricsPort = 9090
 
 // AddFlags registers the sidecar flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
@@ -94,8 +116,15 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.EnableAPILogging, "enable-api-logging", false, "log every API call")
 	fs.IntVar(&f.MaxRequestSizeMB, "dapr-http-max-request-size", 4, "request body limit in MB, for HTTP bodies and gRPC messages")
 	fs.StringVar(&f.MaxBodySize, "max-body-size", "", "request body limit as a quantity (e.g. 16Mi); overrides --dapr-http-max-request-size")
+	fs.IntVar(&f.ReadBufferSizeKB, "dapr-http-read-buffer-size", guard.DefaultReadBufferSize>>10, "request header limit in KB (gRPC header lists: 1024 times it)")
+	fs.StringVar(&f.ReadBufferSize, "read-buffer-size", "", "request header limit as a quantity (e.g. 16Ki); overrides --dapr-http-read-buffer-size")
 	fs.IntVar(&f.GracefulSeconds, "dapr-graceful-shutdown-seconds", 5, "how long to drain in-flight requests on shutdown")
 	fs.StringVar(&f.DataDir, "data-dir", "", "directory for embedded component data")
+	fs.StringVar(&f.PlacementHostAddress, "placement-host-address", "", "comma-separated host:port list of the placement service (actors); empty disables actors")
+	fs.BoolVar(&f.EnableMetrics, "enable-metrics", true, "serve Prometheus metrics (Dapr's names and labels)")
+	fs.IntVar(&f.MetricsPort, "metrics-port", DefaultMetricsPort, "port of the metrics endpoint (0: a free port); a port in use only logs a warning")
+	fs.StringVar(&f.MetricsListenAddress, "metrics-listen-address", "", "comma-separated addresses the metrics endpoint listens on (default: --dapr-listen-addresses)")
+	f.Security.addFlags(fs)
 	f.compat = map[string]*string{}
 	for _, name := range compatFlags {
 		f.compat[name] = fs.String(name, "", "accepted for daprd compatibility; no effect yet")
@@ -145,6 +174,17 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		}
 		limit = n
 	}
+	if f.ReadBufferSizeKB <= 0 || f.ReadBufferSizeKB > math.MaxInt32>>10 {
+		return runtime.Options{}, fmt.Errorf("--dapr-http-read-buffer-size %d must be between 1 and %d", f.ReadBufferSizeKB, math.MaxInt32>>10)
+	}
+	readBuffer := f.ReadBufferSizeKB << 10
+	if f.ReadBufferSize != "" {
+		n, err := ParseQuantity(f.ReadBufferSize)
+		if err != nil || n > math.MaxInt32 {
+			return runtime.Options{}, fmt.Errorf("--read-buffer-size %q is not a size between 1 and 2Gi", f.ReadBufferSize)
+		}
+		readBuffer = int(n)
+	}
 	if f.AppHealthProbeInterval > math.MaxInt64/int(time.Second) {
 		return runtime.Options{}, fmt.Errorf("--app-health-probe-interval %d is too large", f.AppHealthProbeInterval)
 	}
@@ -155,6 +195,10 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		if *v != "" {
 			logger.Warn("flag accepted for daprd compatibility but has no effect yet", "flag", "--"+name, "value", *v)
 		}
+	}
+	sec, err := f.Security.options()
+	if err != nil {
+		return runtime.Options{}, err
 	}
 	// The registry other sidecars of the host find this one in; without a
 	// home directory, the runtime falls back to the data directory.
@@ -180,11 +224,20 @@ func (f *Flags) Options(logger *slog.Logger, regs *kinds.Registries) (runtime.Op
 		ConfigFiles:             f.Config,
 		Namespace:               os.Getenv("NAMESPACE"),
 		DataDir:                 f.DataDir,
+		PlacementAddresses:      client.ParseAddresses(strings.Trim(f.PlacementHostAddress, `"'`)),
 		MaxBodySize:             limit,
+		ReadBufferSize:          readBuffer,
 		GracefulShutdown:        time.Duration(f.GracefulSeconds) * time.Second,
 		EnableAPILogging:        f.EnableAPILogging,
+		Metrics:                 runtime.MetricsOptions{Enabled: f.EnableMetrics, Port: f.MetricsPort, ListenAddresses: splitAddrs(f.MetricsListenAddress)},
 		Logger:                  logger,
 		Registries:              regs,
+
+		// The tokens come from the environment only, as in daprd: a flag
+		// would show them in the process list.
+		APIToken:    os.Getenv(guard.APITokenEnv),
+		AppAPIToken: os.Getenv(guard.AppAPITokenEnv),
+		Security:    sec,
 	}, nil
 }
 

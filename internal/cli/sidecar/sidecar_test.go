@@ -138,6 +138,8 @@ func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 
 func TestFlagsDefaults(t *testing.T) {
 	t.Setenv("NAMESPACE", "")
+	t.Setenv("DAPR_API_TOKEN", "")
+	t.Setenv("APP_API_TOKEN", "")
 	home := t.TempDir()
 	t.Setenv("MECHA_HOME", home)
 	f, err := parse(t, "--app-id", "orders")
@@ -160,9 +162,12 @@ func TestFlagsDefaults(t *testing.T) {
 		ListenAddresses:   []string{"127.0.0.1"},
 		RegistryFile:      filepath.Join(home, "nameresolution.db"),
 		MaxBodySize:       4 << 20,
+		ReadBufferSize:    4 << 10, // daprd's --read-buffer-size
 		GracefulShutdown:  5 * time.Second,
 		Logger:            o.Logger,
 		Registries:        regs,
+		// daprd's metrics defaults; the endpoint listens where the API does.
+		Metrics: runtime.MetricsOptions{Enabled: true, Port: 9090},
 		// daprd's app health defaults, used once --enable-app-health-check.
 		AppHealthCheckPath:     "/healthz",
 		AppHealthProbeInterval: 5 * time.Second,
@@ -317,8 +322,8 @@ func TestFlagsNamespaceFromEnv(t *testing.T) {
 
 func TestFlagsCompatWarn(t *testing.T) {
 	f, err := parse(t, "--app-id", "a",
-		"--placement-host-address", "localhost:50005",
-		"--enable-metrics=false", "--metrics-port", "9090",
+		"--scheduler-host-address", "localhost:50006",
+		"--enable-profiling=true", "--profile-port", "7777",
 		"--mode", "standalone",
 		"--config", "./config.yaml")
 	if err != nil {
@@ -341,9 +346,9 @@ func TestFlagsCompatWarn(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"--placement-host-address": "localhost:50005",
-		"--enable-metrics":         "false",
-		"--metrics-port":           "9090",
+		"--scheduler-host-address": "localhost:50006",
+		"--enable-profiling":       "true",
+		"--profile-port":           "7777",
 		"--mode":                   "standalone",
 	}
 	if !reflect.DeepEqual(warned, want) {
@@ -354,16 +359,47 @@ func TestFlagsCompatWarn(t *testing.T) {
 	}
 }
 
+// TestFlagsPlacement checks that --placement-host-address (daprd's
+// comma-separated list, quotes tolerated) reaches the runtime, and that
+// its absence leaves actors off.
+func TestFlagsPlacement(t *testing.T) {
+	for _, c := range []struct {
+		arg  string
+		want []string
+	}{
+		{"", nil},
+		{"localhost:50005", []string{"localhost:50005"}},
+		{"a:1, b:2,,c:3", []string{"a:1", "b:2", "c:3"}},
+		{`"a:1,b:2"`, []string{"a:1", "b:2"}},
+	} {
+		args := []string{"--app-id", "a"}
+		if c.arg != "" {
+			args = append(args, "--placement-host-address", c.arg)
+		}
+		f, err := parse(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := f.Options(slog.New(slog.DiscardHandler), kinds.New())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(o.PlacementAddresses, c.want) {
+			t.Errorf("--placement-host-address %q: PlacementAddresses = %q, want %q", c.arg, o.PlacementAddresses, c.want)
+		}
+	}
+}
+
 func TestFlagsCompatHidden(t *testing.T) {
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
 	(&sidecar.Flags{}).AddFlags(fs)
-	for _, name := range []string{"placement-host-address", "enable-mtls", "app-ssl"} {
+	for _, name := range []string{"scheduler-host-address", "control-plane-address", "app-ssl"} {
 		fl := fs.Lookup(name)
 		if fl == nil || !fl.Hidden {
 			t.Errorf("compat flag --%s: %+v, want a hidden flag", name, fl)
 		}
 	}
-	if strings.Contains(fs.FlagUsages(), "placement-host-address") {
+	if strings.Contains(fs.FlagUsages(), "scheduler-host-address") {
 		t.Errorf("usage lists compat flags:\n%s", fs.FlagUsages())
 	}
 }

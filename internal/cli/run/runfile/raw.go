@@ -43,6 +43,7 @@ type rawApp struct {
 	HTTPPort          int      `yaml:"daprHTTPPort"`
 	GRPCPort          int      `yaml:"daprGRPCPort"`
 	InternalGRPCPort  int      `yaml:"daprInternalGRPCPort"`
+	MetricsPort       int      `yaml:"metricsPort"`
 	Command           []string `yaml:"command"`
 }
 
@@ -61,7 +62,7 @@ var (
 		"readBufferSize", "daprHTTPReadBufferSize", "runtimePath",
 	}
 	noEffectApp = []string{
-		"metricsPort", "profilePort", "unixDomainSocket",
+		"profilePort", "unixDomainSocket",
 		"containerImage", "containerImagePullPolicy", "createService",
 	}
 )

@@ -76,6 +76,7 @@ type App struct {
 	HTTPPort          int
 	GRPCPort          int
 	InternalGRPCPort  int
+	MetricsPort       int // 0: a free port
 	ListenAddresses   string
 	AppMaxConcurrency int
 
@@ -255,6 +256,7 @@ func buildApp(i int, ra rawApp, node *yaml.Node, base string, common rawShared, 
 		HTTPPort:               ra.HTTPPort,
 		GRPCPort:               ra.GRPCPort,
 		InternalGRPCPort:       ra.InternalGRPCPort,
+		MetricsPort:            ra.MetricsPort,
 		AppChannelAddress:      ra.AppChannelAddress,
 		AppProtocol:            strings.ToLower(or(ra.AppProtocol, common.AppProtocol)),
 		ListenAddresses:        or(ra.APIListenAddresses, common.APIListenAddresses),
@@ -302,7 +304,7 @@ func buildApp(i int, ra rawApp, node *yaml.Node, base string, common rawShared, 
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"appPort", a.AppPort}, {"daprHTTPPort", a.HTTPPort}, {"daprGRPCPort", a.GRPCPort}, {"daprInternalGRPCPort", a.InternalGRPCPort}} {
+	}{{"appPort", a.AppPort}, {"daprHTTPPort", a.HTTPPort}, {"daprGRPCPort", a.GRPCPort}, {"daprInternalGRPCPort", a.InternalGRPCPort}, {"metricsPort", a.MetricsPort}} {
 		if p.v < 0 || p.v > 65535 {
 			fail("%s %d is not a valid port (1-65535, or leave it out for a free one)", p.name, p.v)
 		}
@@ -411,7 +413,7 @@ func checkUnique(apps []App) []error {
 		for _, p := range []struct {
 			field string
 			v     int
-		}{{"appPort", a.AppPort}, {"daprHTTPPort", a.HTTPPort}, {"daprGRPCPort", a.GRPCPort}, {"daprInternalGRPCPort", a.InternalGRPCPort}} {
+		}{{"appPort", a.AppPort}, {"daprHTTPPort", a.HTTPPort}, {"daprGRPCPort", a.GRPCPort}, {"daprInternalGRPCPort", a.InternalGRPCPort}, {"metricsPort", a.MetricsPort}} {
 			if p.v <= 0 || p.v > 65535 {
 				continue
 			}

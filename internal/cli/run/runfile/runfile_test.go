@@ -230,7 +230,7 @@ common:
 apps:
 - appDirPath: a
   appId: nope
-  metricsPort: 9999
+  profilePort: 9999
   command: [x]
 `,
 		check: func(t *testing.T, root string, tpl *runfile.Template) {
@@ -242,7 +242,7 @@ apps:
 			if !reflect.DeepEqual(tpl.Warnings, want) {
 				t.Errorf("Warnings = %q\nwant %q", tpl.Warnings, want)
 			}
-			if a := tpl.Apps[0]; a.AppID != "a" || !reflect.DeepEqual(a.NoEffect, []string{"enableProfiling", "metricsPort"}) {
+			if a := tpl.Apps[0]; a.AppID != "a" || !reflect.DeepEqual(a.NoEffect, []string{"enableProfiling", "profilePort"}) {
 				t.Errorf("AppID %q NoEffect %q", a.AppID, a.NoEffect)
 			}
 		},

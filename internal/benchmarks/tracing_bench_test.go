@@ -1,0 +1,179 @@
+package benchmarks
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mecha-dev/mecha/internal/api/httpapi"
+	"github.com/mecha-dev/mecha/internal/config"
+	"github.com/mecha-dev/mecha/internal/mechatest"
+	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing/tracingtest"
+)
+
+// tracingCase is one tracing setting of the sidecar under
+// BenchmarkStateHTTPTracing.
+type tracingCase struct {
+	name string
+	// rate is spec.tracing.samplingRate; "" leaves spec.tracing out.
+	rate string
+}
+
+var tracingCases = []tracingCase{{"off", ""}, {"rate0", "0"}, {"rate0.1", "0.1"}, {"rate1", "1"}}
+
+// BenchmarkStateHandlersTracing is BenchmarkStateHandlers' http/save+get
+// (the HTTP API handler called directly: no sockets, no client) behind the
+// tracing middleware, for the same tracing settings. Without a network or
+// a client in the same process it shows the sidecar's own CPU per pair,
+// the exporting goroutine's included (cpu-µs/op), with less noise.
+func BenchmarkStateHandlersTracing(b *testing.B) {
+	for _, c := range tracingCases {
+		b.Run(c.name, func(b *testing.B) {
+			var p *tracing.Provider
+			var rcv *tracingtest.Receiver
+			if c.rate != "" {
+				rcv = tracingtest.StartCounter(b)
+				f := false
+				var err error
+				p, err = tracing.New(b.Context(), &config.TracingSpec{SamplingRate: c.rate, Otel: &config.OtelSpec{
+					EndpointAddress: rcv.Addr(), IsSecure: &f, Protocol: "grpc",
+				}}, "bench", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			h := p.HTTPMiddleware(httpapi.Handler(httpapi.Deps{AppID: "bench", State: newBlock(b), Health: ready{}, MaxBodySize: 4 << 20}))
+			body := bytes.NewReader(saveBody)
+			w := &responseWriter{h: http.Header{}}
+			pair := func() {
+				body.Reset(saveBody)
+				save, _ := http.NewRequest(http.MethodPost, "/v1.0/state/statestore", io.NopCloser(body))
+				save.Header.Set("Content-Type", "application/json")
+				save.ContentLength = int64(len(saveBody))
+				w.reset()
+				h.ServeHTTP(w, save)
+				if w.status != http.StatusNoContent {
+					b.Fatalf("save: %d", w.status)
+				}
+				get, _ := http.NewRequest(http.MethodGet, "/v1.0/state/statestore/k", nil)
+				w.reset()
+				h.ServeHTTP(w, get)
+				if w.status != http.StatusOK || w.n != valueSize {
+					b.Fatalf("get: %d, %d bytes", w.status, w.n)
+				}
+			}
+			pair()
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				pair()
+			}
+			reportCPU(b, cpu)
+			b.StopTimer()
+			if p != nil {
+				_ = p.Shutdown(b.Context())
+				b.ReportMetric(float64(rcv.Count())/float64(b.N), "spans/op")
+			}
+		})
+	}
+}
+
+// tracedSidecar starts a sidecar with state.in-memory and the tracing of
+// c; at a rate above 0 it exports over OTLP/gRPC to an in-process receiver
+// that counts the spans (so the sidecar's export path, batching, OTLP
+// conversion, protobuf encoding and gRPC, is part of the cost, while the
+// receiver only scans the bytes instead of decoding them, as a collector
+// on another machine would cost the sidecar nothing).
+func tracedSidecar(b *testing.B, c tracingCase) (*mechatest.Sidecar, *tracingtest.Receiver) {
+	configure := quiet
+	var rcv *tracingtest.Receiver
+	if c.rate != "" {
+		rcv = tracingtest.StartCounter(b)
+		doc := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n    samplingRate: \"" + c.rate + "\"\n" +
+			"    otel:\n      endpointAddress: \"" + rcv.Addr() + "\"\n      isSecure: false\n      protocol: grpc\n"
+		f := filepath.Join(b.TempDir(), "config.yaml")
+		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		configure = func(o *runtime.Options) {
+			quiet(o)
+			o.ConfigFiles = []string{f}
+		}
+	}
+	return mechatest.Start(b, configure, mechatest.InMemory), rcv
+}
+
+// BenchmarkStateHTTPTracing is BenchmarkStateHTTP's save+get pair with
+// tracing off (no spec.tracing), at samplingRate 0 (trace context
+// propagated, nothing recorded), 0.1 and 1 (every pair is four spans: two
+// API server spans and two state store spans, all exported).
+// seq is one client in a loop (latency); par is 16 concurrent clients
+// (throughput on the machine's cores, shared with the client). spans/op
+// is what the receiver got per pair, for the rate-1 case.
+func BenchmarkStateHTTPTracing(b *testing.B) {
+	for _, c := range tracingCases {
+		b.Run(c.name+"/seq", func(b *testing.B) {
+			s, rcv := tracedSidecar(b, c)
+			cl := newHTTPClient()
+			defer cl.CloseIdleConnections()
+			var buf bytes.Buffer
+			httpSaveGet(b, cl, s.URL, &buf)
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for b.Loop() {
+				httpSaveGet(b, cl, s.URL, &buf)
+			}
+			reportCPU(b, cpu)
+			reportSpans(b, s, rcv)
+		})
+		b.Run(c.name+"/par", func(b *testing.B) {
+			s, rcv := tracedSidecar(b, c)
+			b.SetParallelism(8) // 16 clients on 2 cores
+			b.ReportAllocs()
+			cpu := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				cl := newHTTPClient()
+				defer cl.CloseIdleConnections()
+				var buf bytes.Buffer
+				for pb.Next() {
+					httpSaveGet(b, cl, s.URL, &buf)
+				}
+			})
+			reportCPU(b, cpu)
+			reportSpans(b, s, rcv)
+		})
+	}
+}
+
+// cpuTime is the CPU time the process (client, sidecar and receiver
+// together) has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per pair since start: on a
+// machine other work shares, a steadier measure of cost than wall time
+// (throughput on N idle cores is about N / cpu-µs).
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// reportSpans stops the timer, closes the sidecar (which flushes its
+// exporter) and reports the spans received per pair.
+func reportSpans(b *testing.B, s *mechatest.Sidecar, rcv *tracingtest.Receiver) {
+	b.StopTimer()
+	if rcv == nil {
+		return
+	}
+	_ = s.RT.Close(b.Context())
+	b.ReportMetric(float64(rcv.Count())/float64(b.N), "spans/op")
+}
