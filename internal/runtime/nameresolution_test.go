@@ -187,13 +187,13 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 	}()
 	<-started
 	addr := pc.LocalAddr().String()
-	prev := net.DefaultResolver
+	// Never restored: this child process ends with the test, and a lookup
+	// still in flight at cleanup (a sidecar's background dial) reads it.
 	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "udp", addr)
 	}}
 	t.Cleanup(func() {
-		net.DefaultResolver = prev
 		_ = srv.Shutdown()
 		<-done
 	})
