@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/components/pubsub/jetstream"
 	"github.com/mecha-dev/mecha/components/pubsub/pubsubtest"
+	"github.com/mecha-dev/mecha/internal/mechatest"
 )
 
 // Test settings: a nacked message comes back after 100ms and an unanswered
@@ -205,17 +205,17 @@ func TestConformanceParallel(t *testing.T) {
 // for a restart (the server is shared with other tests).
 func TestConformanceExternal(t *testing.T) {
 	url := pubsubtest.ServiceEnv(t, "NATS_URL")
-	px := startProxy(t, strings.TrimPrefix(url, "nats://"))
-	proxied := "nats://" + px.addr()
+	px := mechatest.StartProxy(t, strings.TrimPrefix(url, "nats://"))
+	proxied := "nats://" + px.Addr
 	pubsubtest.Run(t, pubsubtest.Options{
 		New: func(t *testing.T) pubsub.Broker {
 			return newBroker(t, proxied, uniqueGroup("pubsubtest"))
 		},
 		NewWithGroup: func(t *testing.T, group string) pubsub.Broker { return newBroker(t, proxied, group) },
 		Restart: func(t *testing.T) {
-			px.cut()
+			px.SetDown(true)
 			time.Sleep(time.Second) // the outage: publishes and pulls fail meanwhile
-			px.restore()
+			px.SetDown(false)
 		},
 		Ordered: true,
 		// The server runs with the default max_payload of 1 MiB, which
@@ -701,91 +701,4 @@ func (r *topicRecorder) list() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.topics...)
-}
-
-// proxy is a TCP proxy in front of the server whose connections can be
-// cut: an outage of the server as the broker sees it, without touching
-// the server (which other tests share).
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close() // refused while the "server" is down
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-// pipe copies src to dst; when either side ends, both do.
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// cut drops every connection and refuses new ones until restore.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }

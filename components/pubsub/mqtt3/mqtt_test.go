@@ -19,6 +19,7 @@ import (
 	"github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/components/pubsub/mqtt3"
 	"github.com/mecha-dev/mecha/components/pubsub/pubsubtest"
+	"github.com/mecha-dev/mecha/internal/mechatest"
 )
 
 // testLogger logs to the test's output until the test's cleanups run:
@@ -85,8 +86,8 @@ func conformanceOptions(t *testing.T, kv ...string) pubsubtest.Options {
 	if err != nil {
 		t.Fatalf("MQTT_URL %q: %v", raw, err)
 	}
-	px := startProxy(t, u.Host)
-	proxied := "tcp://" + px.addr()
+	px := mechatest.StartProxy(t, u.Host)
+	proxied := "tcp://" + px.Addr
 	return pubsubtest.Options{
 		New: func(t *testing.T) pubsub.Broker {
 			return newBroker(t, proxied, unique("pubsubtest"), kv...)
@@ -97,9 +98,9 @@ func conformanceOptions(t *testing.T, kv ...string) pubsubtest.Options {
 		// stands in for a restart. It keeps the sessions (cleanSession
 		// false), as a server that persists them would across a restart.
 		Restart: func(t *testing.T) {
-			px.cut()
+			px.SetDown(true)
 			time.Sleep(time.Second) // the outage: publishes and deliveries stall meanwhile
-			px.restore()
+			px.SetDown(false)
 		},
 		NoMetadata: true, // MQTT 3.1.1 has no headers
 		// Redelivery is in process, after 100ms, 200ms, 400ms.
@@ -512,91 +513,4 @@ func TestUnreachable(t *testing.T) {
 func BenchmarkBroker(b *testing.B) {
 	url := pubsubtest.ServiceEnv(b, "MQTT_URL")
 	pubsubtest.Bench(b, newBroker(b, url, unique("bench")))
-}
-
-// proxy is a TCP proxy in front of the server whose connections can be
-// cut: an outage of the server as the broker sees it, without touching the
-// server (which other tests share).
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close() // refused while the "server" is down
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-// pipe copies src to dst; when either side ends, both do.
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// cut drops every connection and refuses new ones until restore.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }

@@ -3,9 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"github.com/mecha-dev/mecha/components/pubsub"
 	"github.com/mecha-dev/mecha/components/pubsub/pubsubtest"
 	"github.com/mecha-dev/mecha/components/pubsub/redis"
+	"github.com/mecha-dev/mecha/internal/mechatest"
 )
 
 // Test settings: redelivery within about a second, so the suite's nack and
@@ -72,19 +71,19 @@ func uniqueGroup(prefix string) string {
 func conformanceOptions(t *testing.T, kv ...string) pubsubtest.Options {
 	addr := pubsubtest.ServiceEnv(t, "REDIS_ADDR")
 	raw := rawClient(t, addr)
-	px := startProxy(t, addr)
+	px := mechatest.StartProxy(t, addr)
 	return pubsubtest.Options{
 		New: func(t *testing.T) pubsub.Broker {
-			return newBroker(t, px.addr(), uniqueGroup("pubsubtest"), kv...)
+			return newBroker(t, px.Addr, uniqueGroup("pubsubtest"), kv...)
 		},
-		NewWithGroup: func(t *testing.T, group string) pubsub.Broker { return newBroker(t, px.addr(), group, kv...) },
+		NewWithGroup: func(t *testing.T, group string) pubsub.Broker { return newBroker(t, px.Addr, group, kv...) },
 		// Redis is shared with other tests and cannot be restarted: an
 		// outage of every connection to it (the proxy cut, then restored)
 		// stands in for a restart.
 		Restart: func(t *testing.T) {
-			px.cut()
+			px.SetDown(true)
 			time.Sleep(time.Second) // the outage: publishes and reads fail meanwhile
-			px.restore()
+			px.SetDown(false)
 		},
 		RedeliveryTimeout: 3 * time.Second,
 		DeleteTopic: func(topic string) error {
@@ -306,91 +305,4 @@ func (r *topicRecorder) list() []string {
 		out = append(out, tp)
 	}
 	return out
-}
-
-// proxy is a TCP proxy in front of Redis whose connections can be cut: an
-// outage of the server as the broker sees it, without touching the server
-// (which other tests share).
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close() // refused while the "server" is down
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-// pipe copies src to dst; when either side ends, both do.
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// cut drops every connection and refuses new ones until restore.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }
