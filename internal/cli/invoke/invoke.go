@@ -131,7 +131,7 @@ func Run(ctx context.Context, r Request, stdout, stderr io.Writer) error {
 	}
 	if port == 0 {
 		var err error
-		if port, err = ownSidecar(ctx, r.AppID); err != nil {
+		if port, err = list.HTTPPort(ctx, r.AppID, "to call it through another sidecar"); err != nil {
 			return err
 		}
 	}
@@ -188,20 +188,6 @@ func Run(ctx context.Context, r Request, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "app %s invoked successfully: %s\n", r.AppID, resp.Status)
 	return nil
-}
-
-// ownSidecar finds the HTTP port of a sidecar of appID in the registry.
-func ownSidecar(ctx context.Context, appID string) (int, error) {
-	all, err := list.Instances(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, in := range list.ByAppID(all, appID) {
-		if in.HTTPPort > 0 {
-			return in.HTTPPort, nil
-		}
-	}
-	return 0, fmt.Errorf("no running app with id %q (see mecha list); to call it through another sidecar, pass --dapr-http-port", appID)
 }
 
 // lastByte remembers the last byte written through it.

@@ -57,3 +57,20 @@ func ByAppID(all []nameresolution.Instance, appID string) []nameresolution.Insta
 	}
 	return out
 }
+
+// HTTPPort returns the HTTP API port of a running sidecar of appID, for the
+// verbs that act through an app's own sidecar (mecha invoke, mecha
+// publish); what names the verb's way around (e.g. "to publish through
+// another sidecar") ends the error when there is none.
+func HTTPPort(ctx context.Context, appID, otherwise string) (int, error) {
+	all, err := Instances(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, in := range ByAppID(all, appID) {
+		if in.HTTPPort > 0 {
+			return in.HTTPPort, nil
+		}
+	}
+	return 0, fmt.Errorf("no running app with id %q (see mecha list); %s, pass --dapr-http-port", appID, otherwise)
+}

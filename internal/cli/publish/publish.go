@@ -132,7 +132,7 @@ func Run(ctx context.Context, r Request, stderr io.Writer) error {
 		return errors.New("give --app-id (publish through that app's sidecar) or --dapr-http-port")
 	case port == 0:
 		var err error
-		if port, err = appSidecar(ctx, r.AppID); err != nil {
+		if port, err = list.HTTPPort(ctx, r.AppID, "to publish through another sidecar"); err != nil {
 			return err
 		}
 	}
@@ -187,18 +187,4 @@ func escapeTopic(topic string) string {
 		parts[i] = url.PathEscape(p)
 	}
 	return strings.Join(parts, "/")
-}
-
-// appSidecar finds the HTTP port of a sidecar of appID in the registry.
-func appSidecar(ctx context.Context, appID string) (int, error) {
-	all, err := list.Instances(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, in := range list.ByAppID(all, appID) {
-		if in.HTTPPort > 0 {
-			return in.HTTPPort, nil
-		}
-	}
-	return 0, fmt.Errorf("no running app with id %q (see mecha list); to publish through another sidecar, pass --dapr-http-port", appID)
 }
