@@ -596,6 +596,26 @@ func TestControlPlaneLifecycle(t *testing.T) {
 		t.Errorf("traceid = %v, traceparent = %v, want them equal", evs[0]["traceid"], evs[0]["traceparent"])
 	}
 
+	// Sidecars of the home talk to each other over mTLS by default, with
+	// certificates from the control plane's CA: an invocation from pub's
+	// sidecar to sub's crosses that connection.
+	for _, p := range []*process{sub, pub} {
+		m := p.waitLine(t, regexp.MustCompile(`msg="mTLS enabled" .*spiffe_id=(\S+)`))
+		if want := "spiffe://public/ns/default/"; !strings.HasPrefix(m[1], want) {
+			t.Errorf("spiffe_id %s, want one under %s", m[1], want)
+		}
+	}
+	pubHTTP := pub.waitLine(t, sidecarReadyRE)[2]
+	resp, err := http.Get("http://127.0.0.1:" + pubHTTP + "/v1.0/invoke/sub/method/dapr/subscribe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"orders"`) {
+		t.Fatalf("pub -> sub invocation over mTLS: %d %s", resp.StatusCode, body)
+	}
+
 	// With the subscriber gone, an event waits in the stream.
 	e.must("stop", "--app-id", "sub")
 	if err := sub.wait(t, 20*time.Second); err != nil {

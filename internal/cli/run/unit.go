@@ -133,6 +133,12 @@ func useDefaults(ctx context.Context, f *sidecar.Flags, logger *slog.Logger) err
 	if err == nil && f.PlacementHostAddress == "" && cp.Placement != "" {
 		f.PlacementHostAddress = cp.Placement
 	}
+	// Sidecars of a home with a control plane talk to each other over
+	// mTLS by default, with certificates from its CA (--enable-mtls=false
+	// or Configuration spec.mtls.enabled: false turns it off).
+	if err == nil && f.Security.SentryAddress == "" && cp.Sentry != "" {
+		f.Security.SentryAddress = cp.Sentry
+	}
 	files, err := selfhosted.EnsureDefaults(l)
 	if err != nil {
 		return fmt.Errorf("preparing %s: %w", l.Home, err)
