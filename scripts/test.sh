@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: vet, the main module with the race detector, and the Dapr
-# SDK compatibility module (test/sdk) against the built binary.
+# SDK compatibility suites against the built binary: Go (test/sdk, go-sdk)
+# and JavaScript (test/js, @dapr/dapr from npm; needs node and npm).
 # Backing services are optional locally: tests that need Redis/PostgreSQL read
 # REDIS_ADDR / PG_DSN (from /tmp/dapr-services/services.env when present) and
 # skip without them, unless MECHA_REQUIRE_SERVICES=1 (CI) makes them fail.
@@ -34,5 +35,12 @@ fi
 if [ -f test/sdk/go.mod ]; then
   echo "== go test (test/sdk: Dapr Go SDK against the mecha binary)"
   (cd test/sdk && go vet ./... && go test -count=1 -timeout 15m ./...)
+fi
+if [ -f test/js/package.json ]; then
+  echo "== node --test (test/js: Dapr JavaScript SDK @dapr/dapr against the built binary)"
+  jsbin=$(mktemp -d)
+  trap 'rm -rf "$jsbin"' EXIT
+  go build -o "$jsbin/mecha" ./cmd/mecha
+  (cd test/js && npm ci --no-audit --no-fund --loglevel=error && MECHA_BIN="$jsbin/mecha" npm test)
 fi
 echo "== all tests passed"
