@@ -91,6 +91,9 @@ type Options struct {
 	// Raft, when set, replicates the membership across Raft.Peers; nil
 	// runs one node alone.
 	Raft *RaftOptions
+	// TLS, when set, serves sidecars over mutual TLS only (tls.go); nil
+	// serves plaintext.
+	TLS *TLSOptions
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
@@ -104,6 +107,8 @@ type Server struct {
 	fsm  *fsm
 
 	connIDs atomic.Uint64
+	// refusedAt is when a refusal was last logged, per client host.
+	refusedAt sync.Map
 
 	mu      sync.Mutex
 	cons    consensus
@@ -174,10 +179,14 @@ func (s *Server) Start(context.Context) (err error) {
 		s.cons = newStandalone(s.fsm)
 	}
 	s.ln = ln
-	s.gs = grpc.NewServer(
+	gopts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-	)
+	}
+	if s.opts.TLS != nil {
+		gopts = append(gopts, grpc.Creds(newServerCreds(s.opts.TLS)), grpc.ConnectionTimeout(10*time.Second))
+	}
+	s.gs = grpc.NewServer(gopts...)
 	placementv1.RegisterPlacementServer(s.gs, s)
 	gs, cons := s.gs, s.cons
 	s.wg.Add(2)
@@ -196,7 +205,7 @@ func (s *Server) Start(context.Context) (err error) {
 		mode = fmt.Sprintf("raft, %d peers", len(s.opts.Raft.Peers))
 	}
 	s.log.Info("placement serving", "addr", ln.Addr().String(), "id", s.opts.ID, "mode", mode,
-		"replicationFactor", s.opts.ReplicationFactor)
+		"replicationFactor", s.opts.ReplicationFactor, "mtls", s.opts.TLS != nil)
 	return nil
 }
 
@@ -320,6 +329,11 @@ func (s *Server) stop(ctx context.Context, graceful bool) error {
 // ReportDaprStatus serves one sidecar: its reports and acks in, orders
 // out.
 func (s *Server) ReportDaprStatus(stream placementv1.Placement_ReportDaprStatusServer) error {
+	id, verified, err := s.clientID(stream.Context())
+	if err != nil {
+		s.refused(stream.Context(), err)
+		return err
+	}
 	t := s.currentTerm()
 	if t == nil {
 		return notLeader(s.opts.ID)
@@ -330,6 +344,12 @@ func (s *Server) ReportDaprStatus(stream placementv1.Placement_ReportDaprStatusS
 	}
 	if first.GetName() == "" {
 		return status.Error(codes.InvalidArgument, "placement: the host report has no name")
+	}
+	if verified {
+		if err := checkHost(first, id); err != nil {
+			s.refused(stream.Context(), err)
+			return err
+		}
 	}
 	if op := first.GetOperation(); op != placementv1.HostOperation_REPORT && op != placementv1.HostOperation_UNKNOWN {
 		return status.Errorf(codes.InvalidArgument, "placement: the first message must be a report, not %s", op)
@@ -350,6 +370,9 @@ func (s *Server) ReportDaprStatus(stream placementv1.Placement_ReportDaprStatusS
 	go func() {
 		for {
 			h, err := stream.Recv()
+			if err == nil && verified {
+				err = checkHost(h, id)
+			}
 			if err != nil {
 				cancel(err)
 				t.post(&evClosed{c: c})

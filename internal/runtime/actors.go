@@ -72,6 +72,9 @@ func (r *Runtime) actorPlacement() actors.NewPlacement {
 			Namespace: r.opts.Namespace,
 			Handler:   p,
 			Logger:    r.log.With(slog.String("scope", "mecha.runtime.placement")),
+			// With mTLS, the placement stream uses the workload
+			// certificate too (security.go).
+			DialOptions: r.placementDialOptions(),
 		})
 		if err != nil {
 			return nil, err

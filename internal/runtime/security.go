@@ -134,6 +134,16 @@ func (r *Runtime) internalClientSecurity() []grpc.DialOption {
 	return r.sec.DialOptions()
 }
 
+// placementDialOptions are the placement client's dial options: mutual
+// TLS with the workload certificate, checking the placement's identity,
+// when mTLS is on; none (plaintext) otherwise.
+func (r *Runtime) placementDialOptions() []grpc.DialOption {
+	if r.sec == nil {
+		return nil
+	}
+	return r.sec.PlacementDialOptions()
+}
+
 // Security is the mTLS provider, nil when mTLS is off (tests).
 func (r *Runtime) Security() *security.Provider { return r.sec }
 

@@ -428,6 +428,31 @@ func (p *Provider) verify(certs []*x509.Certificate, peerIsClient bool) (spiffe.
 	return id, nil
 }
 
+// PlacementAppID is the app id in the placement service's identity,
+// Dapr's.
+const PlacementAppID = "dapr-placement"
+
+// PlacementID is the identity the placement service must present:
+// spiffe://{controlPlaneTrustDomain}/ns/{controlPlaneNamespace}/dapr-placement,
+// in the CA's trust domain and namespace.
+func (p *Provider) PlacementID() spiffe.ID {
+	return spiffe.ID{TrustDomain: p.sentryID.TrustDomain, Namespace: p.sentryID.Namespace, AppID: PlacementAppID}
+}
+
+// PlacementDialOptions make the placement client use mutual TLS: it
+// presents the current workload certificate and accepts only a server
+// whose certificate chains to the trust bundle and names PlacementID.
+func (p *Provider) PlacementDialOptions() []grpc.DialOption {
+	want := p.PlacementID()
+	cfg := p.tlsConfig(false, func(id spiffe.ID) error {
+		if id != want {
+			return fmt.Errorf("the placement presented %s, want %s", id, want)
+		}
+		return nil
+	})
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+}
+
 // ServerOption makes a gRPC server use ServerConfig.
 func (p *Provider) ServerOption() grpc.ServerOption {
 	return grpc.Creds(credentials.NewTLS(p.ServerConfig()))

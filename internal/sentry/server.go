@@ -9,9 +9,13 @@
 // certificate's identity is the SPIFFE ID spiffe://{trustDomain}/ns/
 // {namespace}/{appId} of the request, so every holder of the token can
 // obtain any app's identity: the token guards the CA from other users of
-// the host, not apps from each other. Kubernetes service-account tokens
-// (Dapr's KUBERNETES validator, checked with a TokenReview) are not
-// supported.
+// the host, not apps from each other.
+//
+// In a cluster (Options.Kubernetes), a sidecar may instead prove its
+// identity with its pod's service-account token (Dapr's KUBERNETES
+// validator): the API server reviews the token, and the identity is that
+// of the pod it was issued for (kubernetes.go), so one app cannot obtain
+// another's.
 //
 // The material lives in a directory with Dapr's file names (ca.crt,
 // issuer.crt, issuer.key): generated on first start and loaded on the
@@ -97,6 +101,11 @@ type Options struct {
 	Address  string
 	Listener net.Listener
 
+	// Kubernetes, when set, enables the KUBERNETES validator (Dapr's
+	// cluster-mode identity proof, kubernetes.go); without it such
+	// requests are refused as a validator that is not enabled.
+	Kubernetes *KubernetesOptions
+
 	Logger *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
@@ -160,9 +169,7 @@ type Server struct {
 	digest [sha256.Size]byte // of the token
 	id     spiffe.ID         // the CA's own identity
 
-	certMu sync.Mutex
-	cert   *tls.Certificate // the CA's own serving certificate
-	renew  time.Time        // when cert is to be replaced
+	own *ownCert // the CA's own serving certificate
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -203,7 +210,8 @@ func (s *Server) Start(context.Context) (err error) {
 	if s.id, err = spiffe.New(s.opts.TrustDomain, s.opts.Namespace, ServerAppID); err != nil {
 		return err
 	}
-	if _, err := s.serverCertificate(nil); err != nil {
+	s.own = &ownCert{s: s, id: s.id}
+	if _, err := s.own.get(); err != nil {
 		return err
 	}
 	ln := s.opts.Listener
@@ -215,7 +223,7 @@ func (s *Server) Start(context.Context) (err error) {
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(&tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			GetCertificate: s.serverCertificate,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.own.get() },
 		})),
 		// CSRs are small; the handshake and idle limits are the sidecar's.
 		grpc.MaxRecvMsgSize(64<<10),
@@ -304,30 +312,73 @@ func (s *Server) loadToken() (string, error) {
 	return token, nil
 }
 
-// serverCertificate is the CA's own certificate, issued by itself and
-// replaced when 70% of its life has passed.
-func (s *Server) serverCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.certMu.Lock()
-	defer s.certMu.Unlock()
+// ownCert is a certificate the CA issues to a service of its own
+// process (itself, an in-process placement), replaced when 70% of its
+// life has passed.
+type ownCert struct {
+	s  *Server
+	id spiffe.ID
+
+	mu    sync.Mutex
+	cert  *tls.Certificate
+	renew time.Time
+}
+
+func (o *ownCert) get() (*tls.Certificate, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.s
 	now := s.opts.Now()
-	if s.cert != nil && now.Before(s.renew) {
-		return s.cert, nil
+	if o.cert != nil && now.Before(o.renew) {
+		return o.cert, nil
+	}
+	if s.ca == nil {
+		return nil, errors.New("the CA has not started")
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	chain, err := s.ca.Sign(SignRequest{PublicKey: key.Public(), ID: s.id, TTL: s.opts.WorkloadCertTTL, ClockSkew: s.opts.AllowedClockSkew, Now: now})
+	chain, err := s.ca.Sign(SignRequest{PublicKey: key.Public(), ID: o.id, TTL: s.opts.WorkloadCertTTL, ClockSkew: s.opts.AllowedClockSkew, Now: now})
 	if err != nil {
-		return nil, fmt.Errorf("issuing the CA's own certificate: %w", err)
+		return nil, fmt.Errorf("issuing the certificate of %s: %w", o.id, err)
 	}
 	c := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
 	for _, cert := range chain {
 		c.Certificate = append(c.Certificate, cert.Raw)
 	}
-	s.cert = c
-	s.renew = now.Add(chain[0].NotAfter.Sub(now) * 7 / 10)
+	o.cert = c
+	o.renew = now.Add(chain[0].NotAfter.Sub(now) * 7 / 10)
 	return c, nil
+}
+
+// ServiceCertificate returns the source of the certificate of a control
+// plane service hosted in the CA's process, whose identity is Dapr's
+// spiffe://{trustDomain}/ns/{namespace}/dapr-{service} (e.g. "placement"):
+// the certificate is issued directly, without a request over the network,
+// and renewed when 70% of its life has passed. The source may be taken
+// before Start, but the CA must have started (in the same goroutine,
+// before the service) when it is first called.
+func (s *Server) ServiceCertificate(service string) (func() (*tls.Certificate, error), spiffe.ID, error) {
+	if !controlPlaneService(service) {
+		return nil, spiffe.ID{}, fmt.Errorf("%q is not a control plane service", service)
+	}
+	id, err := spiffe.New(s.opts.TrustDomain, s.opts.Namespace, "dapr-"+service)
+	if err != nil {
+		return nil, spiffe.ID{}, err
+	}
+	o := &ownCert{s: s, id: id}
+	return o.get, id, nil
+}
+
+// RootPool is the trust anchors as a pool, for verifying workload
+// certificates in the CA's process (after Start).
+func (s *Server) RootPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, c := range s.ca.Roots() {
+		pool.AddCert(c)
+	}
+	return pool
 }
 
 // Addr is the address the service listens on, "" before Start.
@@ -366,12 +417,17 @@ func (s *Server) Healthy() error {
 	return nil
 }
 
-// Stop stops serving, waiting for calls in flight until ctx ends.
+// Stop stops serving, waiting for calls in flight until ctx ends; a
+// server that never started closes the listener it was given.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, served := s.srv, s.served
+	srv, served, started := s.srv, s.served, s.ln != nil
 	s.srv = nil
 	s.mu.Unlock()
+	if !started && s.opts.Listener != nil {
+		// Never started: release the listener it was given.
+		s.opts.Listener.Close()
+	}
 	if srv == nil {
 		return nil
 	}
@@ -393,20 +449,32 @@ func (s *Server) Stop(ctx context.Context) error {
 // Sign checks a request as SignCertificate does and issues the
 // certificate; it is the service without the transport.
 func (s *Server) Sign(req *sentryv1.SignCertificateRequest) (*sentryv1.SignCertificateResponse, error) {
+	return s.sign(context.Background(), req)
+}
+
+func (s *Server) sign(ctx context.Context, req *sentryv1.SignCertificateRequest) (*sentryv1.SignCertificateResponse, error) {
+	var id spiffe.ID
 	switch req.GetTokenValidator() {
 	case sentryv1.SignCertificateRequest_UNKNOWN, sentryv1.SignCertificateRequest_INSECURE, sentryv1.SignCertificateRequest_JWKS:
 		// daprd sends JWKS with a token file (DAPR_SENTRY_TOKEN_FILE),
 		// else UNKNOWN; both mean the shared token here.
+		given := sha256.Sum256([]byte(strings.TrimSpace(req.GetToken())))
+		if subtle.ConstantTimeCompare(given[:], s.digest[:]) != 1 {
+			return nil, status.Error(codes.PermissionDenied, "the token is not valid")
+		}
+		var err error
+		if id, err = s.identity(req); err != nil {
+			return nil, err
+		}
+	case sentryv1.SignCertificateRequest_KUBERNETES:
+		// The pod's service-account token, reviewed by the API server
+		// (kubernetes.go); refused when no API access is configured.
+		var err error
+		if id, err = s.kubeIdentity(ctx, req); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, status.Error(codes.InvalidArgument, "the requested validator is not enabled")
-	}
-	given := sha256.Sum256([]byte(strings.TrimSpace(req.GetToken())))
-	if subtle.ConstantTimeCompare(given[:], s.digest[:]) != 1 {
-		return nil, status.Error(codes.PermissionDenied, "the token is not valid")
-	}
-	id, err := s.identity(req)
-	if err != nil {
-		return nil, err
 	}
 	csr, err := parseCSR(req.GetCertificateSigningRequest())
 	if err != nil {
@@ -430,8 +498,8 @@ func (s *Server) Sign(req *sentryv1.SignCertificateRequest) (*sentryv1.SignCerti
 }
 
 // SignCertificate implements dapr.proto.sentry.v1.CA.
-func (s *Server) SignCertificate(_ context.Context, req *sentryv1.SignCertificateRequest) (*sentryv1.SignCertificateResponse, error) {
-	resp, err := s.Sign(req)
+func (s *Server) SignCertificate(ctx context.Context, req *sentryv1.SignCertificateRequest) (*sentryv1.SignCertificateResponse, error) {
+	resp, err := s.sign(ctx, req)
 	if err != nil {
 		s.log.Info("certificate request refused", "app_id", req.GetId(), "namespace", req.GetNamespace(), "error", status.Convert(err).Message())
 		return nil, err
@@ -443,16 +511,8 @@ func (s *Server) SignCertificate(_ context.Context, req *sentryv1.SignCertificat
 // identity is the SPIFFE ID a request asks for: its trust domain
 // ("public" when empty, as Dapr), namespace and app id.
 func (s *Server) identity(req *sentryv1.SignCertificateRequest) (spiffe.ID, error) {
-	appID := req.GetId()
-	switch {
-	case appID == "":
-		return spiffe.ID{}, status.Error(codes.InvalidArgument, "invalid request: the app id is empty")
-	case len(appID) > maxAppIDLength:
-		return spiffe.ID{}, status.Error(codes.InvalidArgument, "invalid request: app ID must be 64 characters or less")
-	case strings.Contains(appID, "."):
-		return spiffe.ID{}, status.Error(codes.InvalidArgument, "invalid request: the app id cannot contain dots")
-	case req.GetNamespace() == "":
-		return spiffe.ID{}, status.Error(codes.InvalidArgument, "invalid request: namespace is required")
+	if err := checkRequest(req); err != nil {
+		return spiffe.ID{}, err
 	}
 	td := req.GetTrustDomain()
 	if td == "" {
@@ -463,11 +523,28 @@ func (s *Server) identity(req *sentryv1.SignCertificateRequest) (spiffe.ID, erro
 		// holder must not be able to pose as the CA.
 		return spiffe.ID{}, status.Errorf(codes.PermissionDenied, "trust domain %q is the control plane's; workloads cannot be issued identities in it", td)
 	}
-	id, err := spiffe.New(td, req.GetNamespace(), appID)
+	id, err := spiffe.New(td, req.GetNamespace(), req.GetId())
 	if err != nil {
 		return spiffe.ID{}, status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	}
 	return id, nil
+}
+
+// checkRequest refuses a request without an app id and namespace or with
+// an app id Dapr does not allow.
+func checkRequest(req *sentryv1.SignCertificateRequest) error {
+	appID := req.GetId()
+	switch {
+	case appID == "":
+		return status.Error(codes.InvalidArgument, "invalid request: the app id is empty")
+	case len(appID) > maxAppIDLength:
+		return status.Error(codes.InvalidArgument, "invalid request: app ID must be 64 characters or less")
+	case strings.Contains(appID, "."):
+		return status.Error(codes.InvalidArgument, "invalid request: the app id cannot contain dots")
+	case req.GetNamespace() == "":
+		return status.Error(codes.InvalidArgument, "invalid request: namespace is required")
+	}
+	return nil
 }
 
 func parseCSR(data []byte) (*x509.CertificateRequest, error) {

@@ -94,7 +94,13 @@ sidecars started with --sentry-address (or just --enable-mtls, which finds it
 through the home) get their mTLS certificates from. Its root, issuer and the
 token sidecars present are created on first start in <home>/data/ca (files
 0600) and kept across restarts; --ca-root-cert, --ca-issuer-cert and
---ca-issuer-key supply your own.
+--ca-issuer-key supply your own. With the CA, the placement serves mutual TLS
+only, with a certificate for spiffe://<trust-domain>/ns/<namespace>/dapr-placement
+from that CA: sidecars with mTLS join it with their certificates, sidecars
+without are refused and log why (--placement-mtls=false serves plaintext).
+In a Kubernetes pod (or with --kubeconfig) the CA also accepts Dapr's
+KUBERNETES identity proof: the pod's service-account token, checked with a
+TokenReview.
 
 The broker, placement and CA ports default to the ones the home used last,
 else 50007, 50005 and 50003, else (when taken) any free port; the ports are
@@ -172,18 +178,8 @@ func run(cmd *cobra.Command, f *flags) error {
 	// The server keeps JetStream in StoreDir/jetstream: <home>/data/jetstream.
 	b := broker.New(broker.Options{Port: port, StoreDir: l.Data, Logger: log.With("part", "broker")})
 	parts := []controlplane.Part{b}
-	var pl *placement.Server
-	if f.placementOn {
-		ln, err := placementListener(l, f, log.Warn)
-		if err != nil {
-			return err
-		}
-		if pl, err = newPlacement(f, 0, ln, nil, log); err != nil {
-			ln.Close()
-			return err
-		}
-		parts = append(parts, pl)
-	}
+	// The CA starts before the placement, which takes its certificate
+	// from it.
 	var sn *sentry.Server
 	if f.sentry.on {
 		ln, err := sentryListener(l, f.listenAddress, f.sentry.port, log.Warn)
@@ -194,11 +190,38 @@ func run(cmd *cobra.Command, f *flags) error {
 		if dir == "" {
 			dir = l.CADir()
 		}
-		if sn, err = f.sentry.newSentry(dir, ln, log); err != nil {
+		kube, err := f.sentry.kubernetes(cmd, true)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		if sn, err = f.sentry.newSentry(dir, ln, kube, log); err != nil {
 			ln.Close()
 			return err
 		}
 		parts = append(parts, sn)
+	}
+	var pl *placement.Server
+	if f.placementOn {
+		fail := func(err error) error {
+			if sn != nil {
+				_ = sn.Stop(context.Background()) // releases its listener
+			}
+			return err
+		}
+		ptls, err := f.sentry.placementTLS(sn)
+		if err != nil {
+			return fail(err)
+		}
+		ln, err := placementListener(l, f, log.Warn)
+		if err != nil {
+			return fail(err)
+		}
+		if pl, err = newPlacement(f, 0, ln, nil, ptls, log); err != nil {
+			ln.Close()
+			return fail(err)
+		}
+		parts = append(parts, pl)
 	}
 	host := controlplane.New(controlplane.Options{
 		Parts:       parts,
@@ -300,7 +323,7 @@ func placementListener(l selfhosted.Layout, f *flags, warn func(string, ...any))
 
 // newPlacement builds the placement part on ln, else on the listen
 // address and port; raft nil runs it standalone.
-func newPlacement(f *flags, port int, ln net.Listener, raft *placement.RaftOptions, log *slog.Logger) (*placement.Server, error) {
+func newPlacement(f *flags, port int, ln net.Listener, raft *placement.RaftOptions, ptls *placement.TLSOptions, log *slog.Logger) (*placement.Server, error) {
 	if port < 0 || port > 65535 {
 		return nil, fmt.Errorf("--placement-port %d is out of range", port)
 	}
@@ -312,6 +335,7 @@ func newPlacement(f *flags, port int, ln net.Listener, raft *placement.RaftOptio
 		Listener:          ln,
 		ReplicationFactor: f.replicationFactor,
 		Raft:              raft,
+		TLS:               ptls,
 		Logger:            log.With("part", "placement"),
 	}), nil
 }
@@ -354,18 +378,28 @@ func runCluster(cmd *cobra.Command, f *flags) error {
 		}
 		raft = &placement.RaftOptions{ID: f.placementID, Peers: peers, Dir: f.raftDir}
 	}
-	pl, err := newPlacement(f, port, nil, raft, log)
-	if err != nil {
-		return err
-	}
-	parts := []controlplane.Part{pl}
-	sn, err := clusterSentry(f, log)
+	// The CA, when hosted, starts before the placement, which takes its
+	// certificate from it.
+	var parts []controlplane.Part
+	sn, err := clusterSentry(cmd, f, log)
 	if err != nil {
 		return err
 	}
 	if sn != nil {
 		parts = append(parts, sn)
 	}
+	ptls, err := f.sentry.placementTLS(sn)
+	var pl *placement.Server
+	if err == nil {
+		pl, err = newPlacement(f, port, nil, raft, ptls, log)
+	}
+	if err != nil {
+		if sn != nil {
+			_ = sn.Stop(context.Background()) // releases its listener
+		}
+		return err
+	}
+	parts = append(parts, pl)
 	host := controlplane.New(controlplane.Options{
 		Parts:       parts,
 		HealthzAddr: net.JoinHostPort(f.listenAddress, strconv.Itoa(f.healthzPort)),

@@ -104,7 +104,8 @@ func plEventually(t *testing.T, within time.Duration, f func() error) {
 
 // The local control plane hosts a standalone placement on the port the
 // home used last, records its address, reports it in /healthz and in
-// `status`, and serves sidecars.
+// `status`, and serves sidecars; with --placement-mtls=false, plaintext
+// ones (see TestLocalPlacementMTLS for the default).
 func TestLocalControlPlaneHostsPlacement(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("MECHA_HOME", home)
@@ -113,7 +114,7 @@ func TestLocalControlPlaneHostsPlacement(t *testing.T) {
 	if err := selfhosted.WriteControlPlane(l, selfhosted.ControlPlaneState{Placement: want}); err != nil {
 		t.Fatal(err)
 	}
-	stop, logs := plRun(t, "--local", "--broker-port", "0", "--healthz-port", "0")
+	stop, logs := plRun(t, "--local", "--broker-port", "0", "--healthz-port", "0", "--placement-mtls=false")
 	var st selfhosted.ControlPlaneState
 	plEventually(t, 15*time.Second, func() error {
 		var ok bool

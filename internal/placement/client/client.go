@@ -155,6 +155,7 @@ type Client struct {
 	changed   chan struct{} // closed and replaced at every change
 	ready     chan struct{} // closed at the first unlock
 	conns     map[string]*grpc.ClientConn
+	warned    map[string]string // address → refusal last logged
 
 	cbMu      sync.Mutex // one callback at a time
 	reportNow chan struct{}
@@ -204,6 +205,7 @@ func New(opts Options) (*Client, error) {
 		changed:   make(chan struct{}),
 		ready:     make(chan struct{}),
 		conns:     map[string]*grpc.ClientConn{},
+		warned:    map[string]string{},
 		reportNow: make(chan struct{}, 1),
 	}, nil
 }
@@ -414,10 +416,52 @@ func (c *Client) logSessionEnd(addr string, got bool, err error) {
 		return
 	}
 	if got {
+		c.mu.Lock()
+		delete(c.warned, addr)
+		c.mu.Unlock()
+	}
+	if hint := refusalHint(err); hint != "" {
+		// A refusal repeats at every retry: say it once per address
+		// until a session succeeds or the reason changes.
+		c.mu.Lock()
+		seen := c.warned[addr] == hint
+		c.warned[addr] = hint
+		c.mu.Unlock()
+		if !seen {
+			c.log.Warn("placement refused the connection; actors are unavailable until it is fixed", "address", addr, "reason", hint, "error", err)
+		}
+		return
+	}
+	if got {
 		c.log.Warn("placement stream lost; reconnecting", "address", addr, "error", err)
 		return
 	}
 	c.log.Debug("placement unreachable", "address", addr, "error", err)
+}
+
+// refusalHint explains an error that retrying will not cure: a mismatch
+// of TLS between the sidecar and the placement, or a refusal of the
+// sidecar's identity; "" for any other error.
+func refusalHint(err error) string {
+	if err == nil {
+		return ""
+	}
+	st, _ := status.FromError(err)
+	msg := st.Message()
+	switch {
+	case st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied:
+		return "the placement refused this sidecar: " + msg
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return "this sidecar uses mTLS but the placement serves plaintext: run the placement with mTLS (a control plane that hosts the CA) or turn mTLS off for this sidecar"
+	case strings.Contains(msg, "the placement presented"):
+		return "the placement's certificate does not carry the placement identity: " + msg
+	case strings.Contains(msg, "authentication handshake failed"),
+		strings.Contains(msg, "tls: certificate required"),
+		strings.Contains(msg, "tls: bad certificate"),
+		strings.Contains(msg, "tls: unknown certificate"):
+		return "the TLS handshake with the placement failed (a certificate from another CA, or none): " + msg
+	}
+	return ""
 }
 
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
