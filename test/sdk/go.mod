@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/dapr/dapr v1.17.0
 	github.com/dapr/go-sdk v1.13.0
+	github.com/go-chi/chi/v5 v5.2.2
 	google.golang.org/grpc v1.78.0
 )
 
@@ -13,7 +14,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dapr/durabletask-go v0.11.0 // indirect
 	github.com/dapr/kit v0.17.0 // indirect
-	github.com/go-chi/chi/v5 v5.2.2 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect

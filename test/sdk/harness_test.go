@@ -35,7 +35,9 @@ const mechaModule = "github.com/mecha-dev/mecha"
 var mechaBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	code := runMain(m)
+	removeBuiltApps()
+	os.Exit(code)
 }
 
 func runMain(m *testing.M) int {
