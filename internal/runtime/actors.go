@@ -23,7 +23,8 @@ func (r *Runtime) initActors() {
 		AppID: r.opts.AppID,
 		App:   actors.HTTPApp(r.app), Remote: r.invokeClient,
 		Placement: r.actorPlacement(), MaxBodySize: r.opts.MaxBodySize,
-		Logger: r.log.With(slog.String("scope", "mecha.runtime.actors")),
+		Resiliency: r.resiliency,
+		Logger:     r.log.With(slog.String("scope", "mecha.runtime.actors")),
 	}
 	if r.opts.ActorTuning != nil {
 		r.opts.ActorTuning(&o)

@@ -10,7 +10,7 @@ import (
 
 // initResiliency creates the resiliency provider, with only the built-in
 // policies until loadResiliency, and hands it to the building blocks that
-// exist by now; pub/sub and invocation take it in their options. With
+// exist by now; pub/sub, invocation and actors take it in their options. With
 // metrics on, its counters go to the sidecar's registry.
 func (r *Runtime) initResiliency() {
 	log := r.log.With(slog.String("scope", "mecha.runtime.resiliency"))

@@ -211,8 +211,8 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	} else {
 		r.watchApp(bgCtx)
 	}
-	r.bindings.Start(bgCtx)
 	// Deliveries start their spans from the tracer in their context.
+	r.bindings.Start(r.tracing.ContextWith(bgCtx))
 	r.startSubscriptions(r.tracing.ContextWith(bgCtx), res.Subscriptions)
 	return r, nil
 }

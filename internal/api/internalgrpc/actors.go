@@ -15,6 +15,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/blocks/actors"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // ActorHost is the actor runtime as the internal server needs it.
@@ -57,7 +58,9 @@ func (s *Server) CallActor(ctx context.Context, in *internalv1.InternalInvokeReq
 		ContentType: msg.GetContentType(),
 		Metadata:    in.GetMetadata(),
 	}
+	ctx, span := s.tracing.StartCallActor(ctx, internalv1.ServiceInvocation_CallActor_FullMethodName, req.ActorType, req.ActorID, req.Method, req.Metadata)
 	resp, err := s.actors.CallLocal(ctx, req)
+	tracing.End(span, err)
 	if err != nil {
 		return nil, actorStatus(err)
 	}
@@ -96,8 +99,13 @@ var _ actors.Remote = (*Client)(nil)
 // CallActor forwards an actor call to the sidecar at addr. Answers that
 // call for a retry with a newer table (the callee does not own the actor,
 // it is between tables, or it cannot be reached) are marked
-// actors.ErrActorMoved or actors.ErrUnreachable.
-func (c *Client) CallActor(ctx context.Context, addr string, req *actors.InvokeRequest) (*actors.InvokeResponse, error) {
+// actors.ErrActorMoved or actors.ErrUnreachable. With tracing, each
+// forward is a client span whose context the callee continues.
+func (c *Client) CallActor(ctx context.Context, addr string, req *actors.InvokeRequest) (_ *actors.InvokeResponse, err error) {
+	ctx, span := tracing.StartActorCall(ctx, req.ActorType, req.ActorID, req.Method, addr)
+	defer func() { tracing.End(span, err) }()
+	tracing.InjectMD(ctx, req.Metadata)
+	ctx = tracing.OutgoingGRPC(ctx)
 	cn, err := c.acquire(addr)
 	if err != nil {
 		return nil, &markedError{err: err, mark: actors.ErrUnreachable}

@@ -30,6 +30,7 @@ import (
 
 	cstate "github.com/mecha-dev/mecha/components/state"
 	"github.com/mecha-dev/mecha/internal/apierr"
+	"github.com/mecha-dev/mecha/internal/resiliency"
 )
 
 // Options configure a Block.
@@ -62,6 +63,10 @@ type Options struct {
 	// NotFoundTimeout is how long a call waits for a table that has a
 	// host for its actor type (daprd retries 5 times a second apart).
 	NotFoundTimeout time.Duration
+	// Resiliency supplies the actor types' policies (targets.actors): the
+	// pre-lock policy around each call, the post-lock one around the
+	// call to the app. nil applies none.
+	Resiliency *resiliency.Provider
 }
 
 // Defaults of Options.
@@ -106,6 +111,7 @@ type Block struct {
 	remote  Remote
 	log     *slog.Logger
 	maxBody int64
+	res     *resiliency.Provider
 
 	readyTimeout    time.Duration
 	retryTimeout    time.Duration
@@ -164,6 +170,7 @@ func New(o Options) *Block {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Block{
 		appID: o.AppID, address: o.Address, app: o.App, remote: o.Remote, log: o.Logger, maxBody: o.MaxBodySize,
+		res:          o.Resiliency,
 		readyTimeout: o.ReadyTimeout, retryTimeout: o.RetryTimeout, notFoundTimeout: o.NotFoundTimeout,
 		newPlacement: o.Placement,
 		gate:         newGate(o.LockTimeout), table: newTable(), sched: newScheduler(),

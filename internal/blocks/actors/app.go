@@ -172,7 +172,11 @@ func (b *Block) fireApp(ctx context.Context, typ, id, kind, name string, body ca
 		h.Set(ReentrancyHeader, rid)
 	}
 	path := actorPath(typ, id, "method", kind, url.PathEscape(name))
-	resp, err := b.callApp(ctx, http.MethodPut, path, h, data)
+	var resp *InvokeResponse
+	err = b.postLock(ctx, typ, id, func(ctx context.Context) (err error) {
+		resp, err = b.callApp(ctx, http.MethodPut, path, h, data)
+		return err
+	})
 	if err != nil {
 		return false, err
 	}

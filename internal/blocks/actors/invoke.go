@@ -11,6 +11,8 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/apierr"
 	"github.com/mecha-dev/mecha/internal/invokemsg"
+	"github.com/mecha-dev/mecha/internal/resiliency"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // InvokeRequest is an actor method call.
@@ -71,6 +73,13 @@ func normalizeMethod(m string) (string, error) {
 // Invoke calls an actor method wherever the actor lives. A table that is
 // stale here or at the owner, or an owner that went away, leads to retries
 // with the next table (up to RetryTimeout), never to a permanent error.
+//
+// The whole call, forwarding included, runs under the actor's pre-lock
+// resiliency policy (daprd's ActorPreLockPolicy: the retry policy and the
+// circuit breaker(s) of targets.actors, per type, id or both; no timeout,
+// as waiting for the turn is not bounded). As in daprd, a failed call is
+// retried whatever failed (the app's error status, an actor error answer,
+// the owner's post-lock timeout), except a method the app does not know.
 func (b *Block) Invoke(ctx context.Context, req *InvokeRequest) (*InvokeResponse, error) {
 	if err := validateActor(req.ActorType, req.ActorID); err != nil {
 		return nil, err
@@ -83,6 +92,45 @@ func (b *Block) Invoke(ctx context.Context, req *InvokeRequest) (*InvokeResponse
 	if err := b.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	pol := b.res.ActorPreLock(req.ActorType, req.ActorID)
+	if pol == nil {
+		return b.route(ctx, req)
+	}
+	var ok, actorErr *InvokeResponse
+	err = pol.Run(ctx, func(ctx context.Context) error {
+		resp, err := b.route(ctx, req)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "actor method not found"):
+			return resiliency.Permanent(err)
+		case err != nil:
+			return err
+		case resp.ActorError():
+			actorErr = resp
+			return errActorErrorAnswer
+		}
+		ok = resp
+		return nil
+	})
+	switch {
+	case err == nil:
+		return ok, nil
+	case errors.Is(err, errActorErrorAnswer):
+		// The last attempt's actor error is the app's answer.
+		return actorErr, nil
+	case errors.Is(err, resiliency.ErrBreakerOpen), errors.Is(err, resiliency.ErrTooManyRequests):
+		return nil, apierr.ActorInvokeMethod.New("error invoke actor method: %s", err)
+	}
+	return nil, invokeError(err)
+}
+
+// errActorErrorAnswer marks an attempt the app answered with an actor
+// error (X-DaprErrorResponseHeader): a failure for the resiliency policy,
+// as in daprd.
+var errActorErrorAnswer = errors.New("the actor answered with an actor error")
+
+// route runs one attempt of a call: on this host when it owns the actor,
+// else forwarded to the owner.
+func (b *Block) route(ctx context.Context, req *InvokeRequest) (*InvokeResponse, error) {
 	start := time.Now()
 	deadline := start.Add(b.retryTimeout)
 	delay := 10 * time.Millisecond
@@ -208,10 +256,34 @@ func (b *Block) invokeLocal(ctx context.Context, req *InvokeRequest) (*InvokeRes
 	case err != nil:
 		return nil, apierr.From(err)
 	}
-	resp, err := b.invokeApp(ctx, req, rid)
+	var resp *InvokeResponse
+	sctx, span := tracing.StartActorApp(ctx, req.ActorType, req.ActorID, req.Method)
+	err = b.postLock(sctx, req.ActorType, req.ActorID, func(ctx context.Context) (err error) {
+		resp, err = b.invokeApp(ctx, req, rid)
+		return err
+	})
+	tracing.End(span, err)
 	release()
 	if err != nil {
 		return nil, invokeError(err)
 	}
 	return resp, nil
+}
+
+// postLock runs a call to the app, made while the actor's turn is held,
+// under the actor's post-lock resiliency policy (daprd's
+// ActorPostLockPolicy: the timeout of targets.actors, no retries). A call
+// that runs out of time fails with daprd's error.
+func (b *Block) postLock(ctx context.Context, typ, id string, call func(ctx context.Context) error) error {
+	pol := b.res.ActorPostLock(typ, id)
+	if pol == nil {
+		return call(ctx)
+	}
+	err := pol.Run(ctx, func(ctx context.Context) error {
+		return resiliency.Permanent(call(ctx))
+	})
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return apierr.ActorInvokeMethod.New("error invoke actor method: %s", context.DeadlineExceeded)
+	}
+	return err
 }

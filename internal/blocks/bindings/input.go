@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -18,6 +19,7 @@ import (
 
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/internal/resiliency"
+	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // probeTimeout bounds the subscription question asked of the app.
@@ -116,6 +118,8 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 	if err := b.app.WaitReady(ctx); err != nil {
 		return nil, err
 	}
+	// The delivery span continues the trace the event carries.
+	ctx, span := tracing.StartInputBinding(tracing.FromContext(runCtx).ContextWith(ctx), in.name, metaValue(e.Metadata, tracing.TraceParentKey), metaValue(e.Metadata, tracing.TraceStateKey))
 	var answer []byte
 	err := b.res.ComponentInbound(in.name, resiliency.Binding).Run(ctx, func(ctx context.Context) (err error) {
 		if b.app.GRPC != nil {
@@ -125,7 +129,22 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 		}
 		return err
 	})
+	tracing.End(span, err)
 	return answer, err
+}
+
+// metaValue is md[key], else the value of a key that differs only in case
+// (brokers pass header names as they were set).
+func metaValue(md map[string]string, key string) string {
+	if v, ok := md[key]; ok {
+		return v
+	}
+	for k, v := range md {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
 }
 
 func (b *Block) deliverHTTP(runCtx, ctx context.Context, in *input, e *cbindings.Event) ([]byte, error) {

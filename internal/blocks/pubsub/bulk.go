@@ -177,7 +177,9 @@ func (r *running) flush(ctx context.Context, items []*bulkItem) {
 	}
 	for _, p := range paths {
 		g := groups[p]
-		outs, err := r.deliverBulkResilient(ctx, s, g)
+		dctx, spans := startBulkSpans(ctx, g)
+		outs, err := r.deliverBulkResilient(dctx, s, g)
+		endBulkSpans(spans, outs, err)
 		for j, e := range g.entries {
 			i := index[e]
 			switch {

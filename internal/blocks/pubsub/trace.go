@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
@@ -83,4 +85,44 @@ func (r *running) deliverTraced(ctx context.Context, log *slog.Logger, s *subscr
 		tracing.End(span, err)
 	}
 	return err
+}
+
+// startBulkSpans starts a delivery span ("pubsub/<topic>") for each entry
+// of a bulk request, each continuing the trace of its own event, as daprd
+// does. The request is one call to the app, so it carries the first
+// entry's span as its parent. Without tracing there are no spans.
+func startBulkSpans(ctx context.Context, g *bulkRequest) (context.Context, []trace.Span) {
+	if tracing.FromContext(ctx) == nil || len(g.entries) == 0 {
+		return ctx, nil
+	}
+	spans := make([]trace.Span, len(g.entries))
+	out := ctx
+	for i, e := range g.entries {
+		parent, state := e.ev.traceContext()
+		ectx, span := tracing.StartDelivery(ctx, parent, state, g.pubsub, g.topic)
+		if i == 0 {
+			out = ectx
+		}
+		spans[i] = span
+	}
+	return out, spans
+}
+
+// errEntryRetry marks the span of a bulk entry the app asked to retry.
+var errEntryRetry = errors.New("the app asked for the entry to be retried")
+
+// endBulkSpans ends the entries' spans with their outcomes: the batch's
+// error, RETRY as a failure, SUCCESS and DROP (the app's decision) as
+// successes.
+func endBulkSpans(spans []trace.Span, outs []outcome, err error) {
+	for j, span := range spans {
+		switch {
+		case err != nil:
+			tracing.End(span, err)
+		case j >= len(outs) || outs[j] == outcomeRetry:
+			tracing.End(span, errEntryRetry)
+		default:
+			tracing.End(span, nil)
+		}
+	}
 }

@@ -22,6 +22,13 @@ type spanAttributer interface {
 	AppendSpanAttributes(rpcMethod string, m map[string]string)
 }
 
+// actorRequest is InvokeActorRequest, the gRPC API's actor call.
+type actorRequest interface {
+	GetActorType() string
+	GetActorId() string
+	GetMethod() string
+}
+
 // daprSpanName is the key under which AppendSpanAttributes suggests a
 // span name; keys with its "__dapr." prefix are not attributes.
 const daprSpanName = "__dapr.spanname"
@@ -50,6 +57,13 @@ func finish(span trace.Span, method string, req any, err error) {
 		}
 		service, rpcMethod := splitMethod(method)
 		kv := []string{AttrDaprProtocol, "grpc", AttrDaprAPI, method, AttrRPCSystem, "grpc", AttrRPCService, service, AttrRPCMethod, rpcMethod}
+		if a, ok := req.(actorRequest); ok && strings.HasSuffix(method, "/InvokeActor") {
+			// daprd leaves InvokeActor without attributes; the HTTP API's
+			// are given here too.
+			span.SetName("CallActor/" + a.GetActorType() + "/" + a.GetMethod())
+			span.SetAttributes(actorAttrs(a.GetActorType(), a.GetActorId(), a.GetMethod(), AttrNetPeerName, a.GetActorType()+"."+a.GetActorId())...)
+			kv[7] = ServiceInvocation
+		}
 		for k, v := range m {
 			if !strings.HasPrefix(k, "__dapr.") {
 				kv = append(kv, k, v)
@@ -84,6 +98,9 @@ func (p *Provider) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if p == nil {
 			return handler(ctx, req)
 		}
+		if p.off {
+			return handler(offContext(ctx), req)
+		}
 		ctx, span := p.serverStart(ctx, info.FullMethod)
 		if info.FullMethod != invokeServiceMethod {
 			_ = grpc.SetHeader(ctx, metadata.MD{GRPCTraceBinKey: {string(BinaryFromSpanContext(span.SpanContext()))}})
@@ -102,6 +119,12 @@ func (p *Provider) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if p == nil {
 			return handler(srv, ss)
 		}
+		if p.off {
+			if ctx := offContext(ss.Context()); ctx != ss.Context() {
+				ss = &spanStream{ServerStream: ss, ctx: ctx}
+			}
+			return handler(srv, ss)
+		}
 		ctx, span := p.serverStart(ss.Context(), info.FullMethod)
 		err := handler(srv, &spanStream{ServerStream: ss, ctx: ctx})
 		finish(span, info.FullMethod, nil, err)
@@ -116,3 +139,19 @@ type spanStream struct {
 }
 
 func (s *spanStream) Context() context.Context { return s.ctx }
+
+// offContext is the gRPC side of tracing off (see HTTPMiddleware): a call
+// without a valid grpc-trace-bin or traceparent gets a new traceparent,
+// not sampled, in its incoming metadata (a malformed one and its
+// tracestate replaced), which the call's hops pass on as the caller's.
+func offContext(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if _, ok := fromGRPC(md); ok {
+		return ctx
+	}
+	md = md.Copy()
+	delete(md, GRPCTraceBinKey)
+	delete(md, TraceStateKey)
+	md[TraceParentKey] = []string{FormatTraceParent(childOf(trace.SpanContext{}))}
+	return metadata.NewIncomingContext(ctx, md)
+}

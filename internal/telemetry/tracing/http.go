@@ -20,6 +20,18 @@ func (p *Provider) HTTPMiddleware(next http.Handler) http.Handler {
 	if p == nil {
 		return next
 	}
+	if p.off {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tp := r.Header["Traceparent"]; len(tp) != 1 || !validTraceParent(tp[0]) {
+				// A new trace, not sampled, for this call and the hops
+				// after it; the caller's tracestate belongs to a context
+				// that is not continued.
+				r.Header["Traceparent"] = []string{FormatTraceParent(childOf(trace.SpanContext{}))}
+				delete(r.Header, "Tracestate")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/healthz") {
 			next.ServeHTTP(w, r)
@@ -54,8 +66,8 @@ func (p *Provider) HTTPMiddleware(next http.Handler) http.Handler {
 
 // httpSpan names a served request's span and lists its attributes, with
 // daprd's names: CallLocal/<app>/<method> for invocations, the route
-// pattern otherwise, and the building block's db.* or messaging.*
-// attributes.
+// pattern otherwise (CallActor/<type>/<method> for actor calls), and the
+// building block's db.*, messaging.* or dapr.actor attributes.
 func httpSpan(r *http.Request, status int) (string, []attribute.KeyValue) {
 	api := r.Method + " " + r.URL.Path
 	kv := make([]attribute.KeyValue, 0, 8)
@@ -68,6 +80,19 @@ func httpSpan(r *http.Request, status int) (string, []attribute.KeyValue) {
 	name := r.Pattern
 	if name == "" {
 		name = api
+	}
+	if strings.Contains(r.Pattern, "/actors/") {
+		typ, id := r.PathValue("type"), r.PathValue("id")
+		kv = append(kv, attribute.String(AttrDaprActor, typ+"."+id), attribute.String(AttrDaprActorType, typ), attribute.String(AttrDaprActorID, id))
+		if strings.Contains(r.Pattern, "/method/") {
+			method := r.PathValue("method")
+			kv = append(kv, attribute.String(AttrRPCService, ServiceInvocation), attribute.String(AttrNetPeerName, typ+"."+id), attribute.String(AttrDaprInvokeMethod, method))
+			return "CallActor/" + typ + "/" + method, kv
+		}
+		if strings.Contains(r.Pattern, "/state") {
+			kv = append(kv, attribute.String(AttrDBSystem, SystemState), attribute.String(AttrDBName, "actor"))
+		}
+		return name, kv
 	}
 	switch {
 	case strings.Contains(r.Pattern, "/state/"):

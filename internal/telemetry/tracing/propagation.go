@@ -65,6 +65,29 @@ func ParseTraceParent(parent, state string) (sc trace.SpanContext, ok bool) {
 	return sc, sc.IsValid()
 }
 
+// validTraceParent reports whether s is a traceparent ParseTraceParent
+// accepts, without building a span context: lower-case hex version (not
+// ff), trace id, span id and flags, ids not all zero, and in version 00
+// nothing after the flags.
+func validTraceParent(s string) bool {
+	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || (len(s) > 55 && (s[55] != '-' || s[:2] == "00")) {
+		return false
+	}
+	if s[:2] == "ff" || !isLowerHex(s[:2]) || !isLowerHex(s[3:35]) || !isLowerHex(s[36:52]) || !isLowerHex(s[53:55]) {
+		return false
+	}
+	return strings.Trim(s[3:35], "0") != "" && strings.Trim(s[36:52], "0") != ""
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // FormatTraceParent is sc as a version-00 traceparent, or "" when sc is not
 // valid.
 func FormatTraceParent(sc trace.SpanContext) string {

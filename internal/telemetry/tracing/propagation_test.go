@@ -228,8 +228,33 @@ func TestConfigurationTracing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := New(context.Background(), cfg.Spec.Tracing, "app", nil); p != nil {
-		t.Fatal("no spec.tracing must be tracing off")
+	off, _ := New(context.Background(), cfg.Spec.Tracing, "app", nil)
+	if off == nil || !off.off || off.tp != nil || off.SamplingRate() != 0 {
+		t.Fatalf("no spec.tracing must be tracing off, got %+v", off)
+	}
+}
+
+// TestValidTraceParent: the quick check of tracing off agrees with the
+// W3C parser on valid, malformed and future-version traceparents.
+func TestValidTraceParent(t *testing.T) {
+	for _, tp := range []string{
+		validTP, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+		"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+		"", "garbage",
+	} {
+		_, want := ParseTraceParent(tp, "")
+		if got := validTraceParent(tp); got != want {
+			t.Errorf("validTraceParent(%q) = %v, the W3C parser says %v", tp, got, want)
+		}
 	}
 }
 

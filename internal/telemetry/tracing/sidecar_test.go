@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/mecha-dev/mecha/internal/blocks/actors/actorstest"
 	"github.com/mecha-dev/mecha/internal/mechatest"
 	"github.com/mecha-dev/mecha/internal/runtime"
 	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
@@ -568,4 +569,299 @@ func TestCountingReceiver(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// actorApp hosts actor type Counter and records the traceparent of each
+// method call.
+type actorApp struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (a *actorApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/dapr/config":
+		io.WriteString(w, `{"entities":["Counter"],"actorIdleTimeout":"1h","actorScanInterval":"1h"}`)
+	case strings.HasPrefix(r.URL.Path, "/actors/Counter/") && strings.Contains(r.URL.Path, "/method/"):
+		a.mu.Lock()
+		a.got = append(a.got, r.Header.Get("traceparent"))
+		a.mu.Unlock()
+		io.WriteString(w, "hi")
+	}
+}
+
+func (a *actorApp) last() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.got) == 0 {
+		return ""
+	}
+	return a.got[len(a.got)-1]
+}
+
+// hosting waits until s's actor runtime runs with a table.
+func hosting(t *testing.T, s *mechatest.Sidecar) {
+	t.Helper()
+	mechatest.Eventually(t, 10*time.Second, func() error {
+		var md struct {
+			ActorRuntime struct {
+				RuntimeStatus string `json:"runtimeStatus"`
+				HostReady     bool   `json:"hostReady"`
+			} `json:"actorRuntime"`
+		}
+		s.Do(t, http.MethodGet, "/v1.0/metadata", nil).JSON(t, &md)
+		if md.ActorRuntime.RuntimeStatus != "RUNNING" || !md.ActorRuntime.HostReady {
+			return fmt.Errorf("actor runtime %+v", md.ActorRuntime)
+		}
+		return nil
+	})
+}
+
+// TestActorCallIsOneTrace: app A calls an actor through sidecar A, which
+// forwards the call to sidecar B, the actor's host, which calls app B:
+// the API span, the forward, B's server span and the call to the app are
+// one chain in the trace app A started, with the actor's type, id and
+// method as attributes, and app B gets the last span as its parent.
+func TestActorCallIsOneTrace(t *testing.T) {
+	rcv := tracingtest.Start(t)
+	cfg := tracingConfig(t, "1", rcv.Addr())
+	cluster := actorstest.NewCluster()
+	placed := func(o *runtime.Options) { o.ActorPlacement = cluster.Placement() }
+	app := &actorApp{}
+	b := mechatest.Start(t, withConfig(cfg, mechatest.App("appb", mechatest.HTTPApp(t, app), ""), placed), mechatest.InMemory)
+	a := mechatest.Start(t, withConfig(cfg, func(o *runtime.Options) { o.AppID = "appa" }, placed))
+	hosting(t, b)
+	hosting(t, a)
+
+	resp := a.Do(t, http.MethodPost, "/v1.0/actors/Counter/c1/method/hello", "ping", "traceparent", tpA)
+	if resp.Status != http.StatusOK || string(resp.Body) != "hi" {
+		t.Fatalf("actor call: %d %s", resp.Status, resp.Body)
+	}
+	appSC := parse(t, app.last())
+	if appSC.TraceID().String() != traceA || !appSC.IsSampled() {
+		t.Fatalf("app B got traceparent %q, want trace %s, sampled", app.last(), traceA)
+	}
+
+	var api, fwd, server, call tracingtest.Span
+	rcv.Wait(t, 15*time.Second, func(spans []tracingtest.Span) error {
+		var ok [4]bool
+		api, ok[0] = tracingtest.Find(spans, byName("appa", "CallActor/Counter/hello", "server"))
+		fwd, ok[1] = tracingtest.Find(spans, byName("appa", "CallActor/Counter/hello", "client"))
+		server, ok[2] = tracingtest.Find(spans, byName("appb", "CallActor/Counter/hello", "server"))
+		call, ok[3] = tracingtest.Find(spans, byName("appb", "actors/Counter/hello", "client"))
+		for i, o := range ok {
+			if !o {
+				return fmt.Errorf("span %d of the chain not received yet", i)
+			}
+		}
+		return nil
+	})
+	for _, c := range []struct {
+		name   string
+		span   tracingtest.Span
+		parent string
+	}{
+		{"sidecar A API", api, parentA},
+		{"sidecar A forward", fwd, api.SpanID},
+		{"sidecar B CallActor", server, fwd.SpanID},
+		{"sidecar B call to the app", call, server.SpanID},
+	} {
+		if c.span.TraceID != traceA || c.span.ParentSpanID != c.parent {
+			t.Errorf("%s: trace %s parent %s, want trace %s parent %s", c.name, c.span.TraceID, c.span.ParentSpanID, traceA, c.parent)
+		}
+		for k, want := range map[string]string{"dapr.actor": "Counter.c1", "dapr.actor.type": "Counter", "dapr.actor.id": "c1", "dapr.invoke_method": "hello"} {
+			if got := c.span.Attributes[k]; got != want {
+				t.Errorf("%s: %s = %q, want %q", c.name, k, got, want)
+			}
+		}
+	}
+	if appSC.SpanID().String() != call.SpanID {
+		t.Errorf("app B's parent is span %s, want the call's span %s", appSC.SpanID(), call.SpanID)
+	}
+	if api.Attributes["rpc.service"] != "ServiceInvocation" || api.Attributes["dapr.protocol"] != "http" {
+		t.Errorf("API span attributes %v", api.Attributes)
+	}
+
+	// The gRPC API's InvokeActor span is named and annotated the same way.
+	const traceG = "0af7651916cd43dd8448eb211c80319c"
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.MD{"traceparent": {"00-" + traceG + "-b7ad6b7169203331-01"}})
+	if _, err := a.Dapr.InvokeActor(ctx, &runtimev1.InvokeActorRequest{ActorType: "Counter", ActorId: "c2", Method: "hello"}); err != nil {
+		t.Fatalf("gRPC InvokeActor: %v", err)
+	}
+	rcv.Wait(t, 15*time.Second, func(spans []tracingtest.Span) error {
+		g, ok := tracingtest.Find(spans, func(s tracingtest.Span) bool {
+			return s.Service == "appa" && s.Kind == "server" && s.TraceID == traceG
+		})
+		if !ok {
+			return fmt.Errorf("no gRPC API span in trace %s", traceG)
+		}
+		if g.Name != "CallActor/Counter/hello" || g.Attributes["dapr.actor"] != "Counter.c2" || g.Attributes["rpc.service"] != "ServiceInvocation" || g.Attributes["dapr.protocol"] != "grpc" {
+			return fmt.Errorf("gRPC InvokeActor span %v %v", g, g.Attributes)
+		}
+		if _, ok := tracingtest.Find(spans, func(s tracingtest.Span) bool {
+			return s.Service == "appb" && s.Name == "actors/Counter/hello" && s.TraceID == traceG
+		}); !ok {
+			return fmt.Errorf("no call to the app in trace %s", traceG)
+		}
+		return nil
+	})
+}
+
+// TestBulkDeliveryAndInputBindingSpans: each entry of a bulk delivery gets
+// its own "pubsub/<topic>" span in the trace of its event, the app gets
+// the first entry's span as its parent; an input binding event gets a
+// "bindings/<name>" span that is the app's parent.
+func TestBulkDeliveryAndInputBindingSpans(t *testing.T) {
+	rcv := tracingtest.Start(t)
+	bulkTP := make(chan string, 10)
+	cronTP := make(chan string, 10)
+	port := mechatest.HTTPApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/orders":
+			var env struct {
+				Entries []struct {
+					EntryID string `json:"entryId"`
+				} `json:"entries"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&env)
+			if len(env.Entries) == 2 {
+				bulkTP <- r.Header.Get("traceparent")
+			}
+			w.Header().Set("Content-Type", "application/json")
+			out := `{"statuses":[`
+			for i, e := range env.Entries {
+				if i > 0 {
+					out += ","
+				}
+				out += `{"entryId":"` + e.EntryID + `","status":"SUCCESS"}`
+			}
+			io.WriteString(w, out+`]}`)
+		case "/tick":
+			if r.Method == http.MethodPost {
+				select {
+				case cronTP <- r.Header.Get("traceparent"):
+				default:
+				}
+			}
+		}
+	}))
+	sub := "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    default: /orders\n" +
+		"  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 2\n    maxAwaitDurationMs: 5000\n"
+	s := mechatest.Start(t, withConfig(tracingConfig(t, "1", rcv.Addr()), mechatest.App("shop", port, "")),
+		mechatest.Component("pubsub", "pubsub.in-memory"), sub,
+		mechatest.Component("tick", "bindings.cron", "schedule", "@every 1s", "direction", "input"))
+	mechatest.Eventually(t, 10*time.Second, func() error { return s.RT.Ready() })
+
+	const traceB = "0af7651916cd43dd8448eb211c80319c"
+	for _, tp := range []string{tpA, "00-" + traceB + "-b7ad6b7169203331-01"} {
+		if resp := s.Do(t, http.MethodPost, "/v1.0/publish/pubsub/orders", `{"n":1}`, "Content-Type", "application/json", "traceparent", tp); resp.Status != http.StatusNoContent {
+			t.Fatalf("publish: %d %s", resp.Status, resp.Body)
+		}
+	}
+	var appTP string
+	select {
+	case appTP = <-bulkTP:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch of 2 was delivered")
+	}
+	rcv.Wait(t, 15*time.Second, func(spans []tracingtest.Span) error {
+		for _, tr := range []string{traceA, traceB} {
+			pub, ok := tracingtest.Find(spans, func(s tracingtest.Span) bool { return s.Name == "pubsub.publish orders" && s.TraceID == tr })
+			if !ok {
+				return fmt.Errorf("no publish span in trace %s", tr)
+			}
+			del, ok := tracingtest.Find(spans, func(s tracingtest.Span) bool {
+				return s.Name == "pubsub/orders" && s.Kind == "consumer" && s.TraceID == tr
+			})
+			if !ok {
+				return fmt.Errorf("no delivery span in trace %s", tr)
+			}
+			if del.ParentSpanID != pub.SpanID || del.Attributes["messaging.destination.name"] != "orders" {
+				return fmt.Errorf("delivery span %v (attributes %v), want the child of publish span %s", del, del.Attributes, pub.SpanID)
+			}
+			if sc := parse(t, appTP); sc.TraceID().String() == tr && sc.SpanID().String() != del.SpanID {
+				return fmt.Errorf("the app's parent %s is not the delivery span %s of its trace", sc.SpanID(), del.SpanID)
+			}
+		}
+		return nil
+	})
+
+	var tick string
+	select {
+	case tick = <-cronTP:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cron binding delivered nothing")
+	}
+	sc := parse(t, tick)
+	rcv.Wait(t, 15*time.Second, func(spans []tracingtest.Span) error {
+		sp, ok := tracingtest.Find(spans, func(s tracingtest.Span) bool { return s.SpanID == sc.SpanID().String() })
+		if !ok {
+			return fmt.Errorf("no span %s", sc.SpanID())
+		}
+		if sp.Name != "bindings/tick" || sp.Kind != "consumer" || sp.Attributes["db.system"] != "bindings" || sp.Attributes["db.name"] != "tick" {
+			return fmt.Errorf("the binding delivery span is %v %v", sp, sp.Attributes)
+		}
+		return nil
+	})
+}
+
+// TestNoTracingConfig: without spec.tracing nothing is recorded, yet the
+// app always gets a valid traceparent: a new, unsampled trace when the
+// caller sent none or a malformed one, and the caller's own, unchanged
+// (with its tracestate), when it is valid, across both sidecars.
+func TestNoTracingConfig(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(f, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: notracing\nspec: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _, app := twoSidecars(t, f)
+
+	resp := a.Do(t, http.MethodPost, "/v1.0/invoke/appb/method/hello", "ping")
+	if resp.Status != http.StatusOK {
+		t.Fatalf("invoke: %d %s", resp.Status, resp.Body)
+	}
+	tp, ts, _ := app.last()
+	sc := parse(t, tp)
+	if sc.IsSampled() || ts != "" {
+		t.Errorf("without a caller's trace app B got %q / %q, want a new unsampled trace", tp, ts)
+	}
+	resp = a.Do(t, http.MethodPost, "/v1.0/invoke/appb/method/hello", "ping")
+	if tp2, _, _ := app.last(); resp.Status != http.StatusOK || parse(t, tp2).TraceID() == sc.TraceID() {
+		t.Errorf("two calls without a trace shared trace %s", sc.TraceID())
+	}
+
+	resp = a.Do(t, http.MethodPost, "/v1.0/invoke/appb/method/hello", "ping", "traceparent", tpA, "tracestate", "vendor=x")
+	if tp, ts, _ := app.last(); resp.Status != http.StatusOK || tp != tpA || ts != "vendor=x" {
+		t.Errorf("a valid traceparent reached app B as %q / %q, want %q / vendor=x unchanged", tp, ts, tpA)
+	}
+
+	const bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"
+	resp = a.Do(t, http.MethodPost, "/v1.0/invoke/appb/method/hello", "ping", "traceparent", bad, "tracestate", "vendor=x")
+	tp, ts, _ = app.last()
+	if resp.Status != http.StatusOK || tp == bad || parse(t, tp).TraceID().String() == traceA || ts != "" {
+		t.Errorf("malformed traceparent reached app B as %q / %q, want a new trace without the tracestate", tp, ts)
+	}
+
+	// The gRPC API does the same.
+	grpcInvoke := func(md metadata.MD) string {
+		t.Helper()
+		ctx := metadata.NewOutgoingContext(context.Background(), md)
+		_, err := a.Dapr.InvokeService(ctx, &runtimev1.InvokeServiceRequest{Id: "appb", Message: &commonv1.InvokeRequest{
+			Method: "hello", HttpExtension: &commonv1.HTTPExtension{Verb: commonv1.HTTPExtension_POST},
+		}})
+		if err != nil {
+			t.Fatalf("gRPC invoke: %v", err)
+		}
+		tp, _, _ := app.last()
+		return tp
+	}
+	if tp := grpcInvoke(metadata.MD{}); parse(t, tp).IsSampled() {
+		t.Errorf("gRPC without a trace: app B got %q", tp)
+	}
+	if tp := grpcInvoke(metadata.MD{"traceparent": {tpA}}); tp != tpA {
+		t.Errorf("gRPC with a valid traceparent: app B got %q, want %q", tp, tpA)
+	}
+	if tp := grpcInvoke(metadata.MD{"traceparent": {bad}}); tp == bad || parse(t, tp).TraceID().String() == traceA {
+		t.Errorf("gRPC with a malformed traceparent: app B got %q", tp)
+	}
 }

@@ -9,9 +9,16 @@
 // A Provider is one sidecar's tracing. Three modes follow from the
 // Configuration:
 //
-//   - no spec.tracing: off. New returns nil; every method of a nil
-//     *Provider and every package function is a no-op that leaves trace
-//     headers as the app sent them.
+//   - no spec.tracing: off. Nothing is recorded and no span ids are
+//     made, but the app always gets a trace context, as from daprd
+//     (which samples at 1e-4 then): the API entry points (HTTPMiddleware,
+//     the gRPC interceptors) give a request without a valid traceparent
+//     a new one, not sampled, in place of a malformed one (dropping its
+//     tracestate), and leave a valid one as it is; past the entry the
+//     Provider acts as a nil one, so the caller's headers, with that
+//     traceparent, travel on as they are (pub/sub events get a child of
+//     it, as without tracing). A nil *Provider, which tests and
+//     benchmarks use, is a no-op that leaves trace headers as they are.
 //   - samplingRate "0": propagation only. No SDK and no exporter: every
 //     hop gets a new span id under the incoming trace (a new trace when
 //     there is none or it is malformed), with the caller's sampled flag.
@@ -72,14 +79,22 @@ const (
 type Provider struct {
 	appID string
 	rate  float64
+	// off: no spec.tracing; the trace context is created when absent and
+	// otherwise passed on as it came, with no span ids of the sidecar's.
+	off bool
 	// tp is nil in propagation-only mode (samplingRate 0).
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	log    *slog.Logger
+	// procs and res are the span processors and the resource of tp, for
+	// the spans made without the SDK's recording span (storeSpan).
+	procs []sdktrace.SpanProcessor
+	res   *resource.Resource
 }
 
 // New builds the tracing spec describes for the app appID; nil spec (no
-// spec.tracing) returns nil: tracing off. OTEL_EXPORTER_OTLP_* variables
+// spec.tracing) returns the Provider of tracing off, which only passes
+// the trace context on (creating it when absent). OTEL_EXPORTER_OTLP_* variables
 // fill in an OTLP exporter when the spec names none, as daprd does, and
 // turn tracing on (at rate 1) when there is no spec. Exporters connect
 // lazily: an unreachable endpoint is not an error here.
@@ -89,7 +104,7 @@ func New(ctx context.Context, spec *config.TracingSpec, appID string, log *slog.
 	}
 	spec = withEnv(spec, os.Getenv)
 	if spec == nil {
-		return nil, nil
+		return &Provider{appID: appID, off: true, tracer: propagator{}, log: log}, nil
 	}
 	rate := parseRate(spec.SamplingRate, log)
 	p := &Provider{appID: appID, rate: rate, log: log}
@@ -123,8 +138,11 @@ func New(ctx context.Context, spec *config.TracingSpec, appID string, log *slog.
 		bsp = append(bsp, sdktrace.WithBatchTimeout(BatchTimeout))
 	}
 	for _, e := range exps {
-		opts = append(opts, sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(e, bsp...)))
+		proc := sdktrace.NewBatchSpanProcessor(e, bsp...)
+		p.procs = append(p.procs, proc)
+		opts = append(opts, sdktrace.WithSpanProcessor(proc))
 	}
+	p.res = res
 	p.tp = sdktrace.NewTracerProvider(opts...)
 	p.tracer = p.tp.Tracer(TracerName)
 	if len(names) == 0 {
@@ -232,19 +250,29 @@ func cmpOr(a, b string) string {
 func (p *Provider) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
 	if p.tp != nil {
 		if psc := trace.SpanContextFromContext(ctx); !psc.IsValid() || psc.IsSampled() {
-			return p.tracer.Start(ctx, name, trace.WithSpanKind(kind))
+			return p.tracer.Start(ctx, name, kindOptions[kind]...)
 		}
 	}
 	return propagator{}.Start(ctx, name)
 }
 
+// kindOptions are the start options of each span kind, made once: a span
+// start then allocates no option.
+var kindOptions = func() (o [trace.SpanKindConsumer + 1][]trace.SpanStartOption) {
+	for k := range o {
+		o[k] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKind(k))}
+	}
+	return o
+}()
+
 // ctxKey finds the Provider in a context.
 type ctxKey struct{}
 
 // ContextWith returns ctx carrying p, for the spans started under it by
-// background work (pub/sub deliveries); a nil p returns ctx unchanged.
+// background work (pub/sub deliveries); a nil p, or tracing off, returns
+// ctx unchanged.
 func (p *Provider) ContextWith(ctx context.Context) context.Context {
-	if p == nil {
+	if p == nil || p.off {
 		return ctx
 	}
 	return context.WithValue(ctx, ctxKey{}, p)
