@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,12 @@ import (
 // a fixed body of the configured size (1 KiB by default) after reading the
 // request:
 //
-//   - HTTP/1.1 on one port: any method and path (the scenarios POST /echo);
+//   - HTTP/1.1 on one port: any method and path (the scenarios POST /echo),
+//     answered with the fixed body, except for the actor callbacks of one
+//     actor type (benchActorType unless --actor-type says otherwise): GET
+//     /dapr/config declares it, PUT /actors/{type}/{id}/method/{m} is
+//     answered like any other call and DELETE /actors/{type}/{id}
+//     (deactivation) with an empty 200;
 //   - gRPC on another port: runtime.v1.AppCallback/OnInvoke (what a sidecar
 //     in front of a gRPC app calls for InvokeService and /v1.0/invoke) and
 //     grpc.testing.TestService/UnaryCall (the app's "own" service, reached
@@ -41,22 +47,54 @@ const appContentType = "application/octet-stream"
 // appMethod is the method the scenarios call on the app.
 const appMethod = "echo"
 
+// benchActorType is the actor type the app hosts by default.
+const benchActorType = "BenchActor"
+
 // benchApp holds the app's fixed answer.
 type benchApp struct {
 	testpb.UnimplementedTestServiceServer
 	runtimev1.UnimplementedAppCallbackServer
 	body []byte
+	// actorConfig is the answer to GET /dapr/config; nil when the app
+	// hosts no actor type (then the path is an ordinary call).
+	actorConfig []byte
 }
 
-func newBenchApp(bodySize int) *benchApp { return &benchApp{body: rawValue(bodySize)} }
+func newBenchApp(bodySize int, actorType string) *benchApp {
+	a := &benchApp{body: rawValue(bodySize)}
+	if actorType != "" {
+		// Idle actors stay active for the whole run: a deactivation
+		// (DELETE to the app) must not land in the measured window.
+		a.actorConfig, _ = json.Marshal(map[string]any{
+			"entities":                []string{actorType},
+			"actorIdleTimeout":        "1h",
+			"actorScanInterval":       "30s",
+			"drainOngoingCallTimeout": "10s",
+			"drainRebalancedActors":   true,
+		})
+	}
+	return a
+}
 
-// ServeHTTP reads the request body and answers 200 with the fixed body.
+// ServeHTTP reads the request body and answers 200 with the fixed body,
+// or the actor configuration, or an empty 200 for a deactivation.
 func (a *benchApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.Copy(io.Discard, r.Body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	h := w.Header()
+	if a.actorConfig != nil {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/dapr/config":
+			h["Content-Type"] = []string{"application/json"}
+			_, _ = w.Write(a.actorConfig)
+			return
+		case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/actors/"):
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
 	h["Content-Type"] = []string{appContentType}
 	h["Content-Length"] = []string{strconv.Itoa(len(a.body))}
 	_, _ = w.Write(a.body)
@@ -82,9 +120,10 @@ type appServer struct {
 	err                error
 }
 
-// serveApp starts the app on free ports of host (127.0.0.1 by default)
-// and returns once both listen; Close stops it.
-func serveApp(host string, bodySize int) (*appServer, error) {
+// serveApp starts the app on free ports of host (127.0.0.1 by default),
+// hosting actorType ("": none), and returns once both listen; Close stops
+// it.
+func serveApp(host string, bodySize int, actorType string) (*appServer, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
@@ -97,7 +136,7 @@ func serveApp(host string, bodySize int) (*appServer, error) {
 		hl.Close()
 		return nil, err
 	}
-	app := newBenchApp(bodySize)
+	app := newBenchApp(bodySize, actorType)
 	s := &appServer{
 		HTTPAddr: hl.Addr().String(),
 		GRPCAddr: gl.Addr().String(),
@@ -153,7 +192,7 @@ func parseAppAddrLine(line string) (httpAddr, grpcAddr string, err error) {
 }
 
 func appCommand() *cobra.Command {
-	var host string
+	var host, actorType string
 	var bodySize int
 	cmd := &cobra.Command{
 		Use:   "app",
@@ -161,7 +200,9 @@ func appCommand() *cobra.Command {
 		Long: `Serve the app the invocation scenarios call: HTTP/1.1 on one free port (any
 method and path, answered 200 with --body-size bytes) and gRPC on another
 (runtime.v1.AppCallback/OnInvoke and grpc.testing.TestService/UnaryCall, same
-answer). The first line of stdout is "http HOST:PORT grpc HOST:PORT". Runs until
+answer). It also hosts one actor type (--actor-type): GET /dapr/config
+declares it, actor method calls get the same answer, and deactivations an
+empty 200. The first line of stdout is "http HOST:PORT grpc HOST:PORT". Runs until
 Ctrl-C or SIGTERM. Put a sidecar (mecha or daprd) in front of it with
 --app-port PORT [--app-protocol grpc] to benchmark any of them.`,
 		Args: cobra.NoArgs,
@@ -171,7 +212,7 @@ Ctrl-C or SIGTERM. Put a sidecar (mecha or daprd) in front of it with
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			s, err := serveApp(host, bodySize)
+			s, err := serveApp(host, bodySize, actorType)
 			if err != nil {
 				return err
 			}
@@ -182,6 +223,7 @@ Ctrl-C or SIGTERM. Put a sidecar (mecha or daprd) in front of it with
 	}
 	cmd.Flags().StringVar(&host, "listen", "127.0.0.1", "address to listen on")
 	cmd.Flags().IntVar(&bodySize, "body-size", 1024, "bytes of every answer")
+	cmd.Flags().StringVar(&actorType, "actor-type", benchActorType, "the actor type GET /dapr/config declares (\"\": none, and /dapr/config is an ordinary call)")
 	return cmd
 }
 
@@ -192,11 +234,12 @@ func validateBodySize(n int) error {
 	return nil
 }
 
-// startApp execs `mecha bench app` from bin and waits for its addresses.
-// The returned process has httpAddr and grpcAddr set; the caller must call
-// Stop.
-func startApp(ctx context.Context, bin, logDir string, bodySize int, env []string) (*sidecarProc, error) {
-	p, line, err := startLineProc(ctx, "app", bin, []string{"bench", "app", "--body-size", strconv.Itoa(bodySize)}, logDir, env)
+// startApp execs `mecha bench app` from bin, with more flags args, and
+// waits for its addresses. The returned process has httpAddr and grpcAddr
+// set; the caller must call Stop.
+func startApp(ctx context.Context, bin, logDir string, bodySize int, env []string, args ...string) (*sidecarProc, error) {
+	args = append([]string{"bench", "app", "--body-size", strconv.Itoa(bodySize)}, args...)
+	p, line, err := startLineProc(ctx, "app", bin, args, logDir, env)
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,9 @@ and idle memory. "mecha bench all --redis-addr 127.0.0.1:6379" starts its own
 sidecars and prints every figure with the comparisons against daprd 1.18 and
 Mecha's targets. "mecha bench invoke-all" does the same for service invocation
 (direct, through one sidecar and through two, over HTTP and gRPC, at a fixed
-rate and at maximum throughput), and "mecha bench pubsub-all" for publish and
+rate and at maximum throughput), "mecha bench actors" for actor calls (warm
+and activating, direct, through one sidecar and through two, with a placement
+service of their own), and "mecha bench pubsub-all" for publish and
 subscribe (publish throughput through the sidecar against the raw JetStream
 client, publish-to-app latency, delivered events/s). The load generator
 shares the machine with what it measures; the reports show each process's CPU
@@ -129,9 +131,41 @@ per operation.`,
 	}
 	lf.addFlags(cmd.PersistentFlags())
 	cmd.AddCommand(stateHTTPCommand(lf), stateGRPCCommand(lf), redisDirectCommand(lf), startupCommand(lf), allCommand(lf),
-		appCommand(), invokeCommand(lf), invokeAllCommand(lf),
+		appCommand(), invokeCommand(lf), invokeAllCommand(lf), actorsCommand(lf),
 		subscriberCommand(), natsCommand(), publishCommand(lf), pubsubAllCommand(lf))
 	return cmd
+}
+
+// repeatRuns runs run repeat times (until Ctrl-C or SIGTERM ends ctx)
+// and prints the outcome: with one run its report, else each run's table
+// as the run ends (text only), then the figure-by-figure medians (with the
+// runs, in JSON).
+func repeatRuns[R any](cmd *cobra.Command, asJSON bool, repeat int, run func(ctx context.Context) (R, error),
+	write func(w io.Writer, rep R, title string) error, median func(runs []R) R, print func(w io.Writer, asJSON bool, rep R, runs []R) error,
+) error {
+	ctx, stop := signalContext(cmd)
+	defer stop()
+	var runs []R
+	for i := range repeat {
+		if repeat > 1 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "== run %d/%d\n", i+1, repeat)
+		}
+		rep, err := run(ctx)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, rep)
+		if !asJSON && repeat > 1 {
+			if err := write(cmd.OutOrStdout(), rep, fmt.Sprintf("run %d/%d", i+1, repeat)); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+		}
+	}
+	if repeat == 1 {
+		return print(cmd.OutOrStdout(), asJSON, runs[0], nil)
+	}
+	return print(cmd.OutOrStdout(), asJSON, median(runs), runs)
 }
 
 // signalContext ends on Ctrl-C or SIGTERM, so deferred clean-ups (stopping
@@ -411,29 +445,9 @@ raw go-redis), and startup; then print the figures and the ratios against daprd
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			var runs []*Report
-			for i := range repeat {
-				if repeat > 1 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "== run %d/%d\n", i+1, repeat)
-				}
-				rep, err := runAll(ctx, o, cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				runs = append(runs, rep)
-				if !lf.JSON && repeat > 1 {
-					if err := writeText(cmd.OutOrStdout(), rep, fmt.Sprintf("run %d/%d", i+1, repeat)); err != nil {
-						return err
-					}
-					fmt.Fprintln(cmd.OutOrStdout())
-				}
-			}
-			if repeat == 1 {
-				return printReport(cmd.OutOrStdout(), lf.JSON, runs[0], nil)
-			}
-			return printReport(cmd.OutOrStdout(), lf.JSON, medianReport(runs), runs)
+			return repeatRuns(cmd, lf.JSON, repeat, func(ctx context.Context) (*Report, error) {
+				return runAll(ctx, o, cmd.ErrOrStderr())
+			}, writeText, medianReport, printReport)
 		},
 	}
 	fs := cmd.Flags()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -18,14 +19,15 @@ import (
 
 	"github.com/mecha-dev/mecha/components/all"
 	"github.com/mecha-dev/mecha/components/kinds"
+	"github.com/mecha-dev/mecha/internal/cli/controlplane"
 	"github.com/mecha-dev/mecha/internal/cli/sidecar"
 	"github.com/mecha-dev/mecha/internal/config"
 	"github.com/mecha-dev/mecha/internal/mechatest"
 )
 
-// sidecarEnv makes the test binary act as `mecha sidecar` and `mecha
-// bench app`, so the tests that exec "the mecha binary" (os.Executable)
-// run the real sidecar and app without building one.
+// sidecarEnv makes the test binary act as `mecha sidecar`, `mecha bench
+// app` and `mecha control-plane`, so the tests that exec "the mecha
+// binary" (os.Executable) run the real processes without building one.
 const sidecarEnv = "MECHA_BENCH_TEST_AS_SIDECAR"
 
 func TestMain(m *testing.M) {
@@ -35,7 +37,7 @@ func TestMain(m *testing.M) {
 			r := kinds.New()
 			all.Register(r)
 			return r
-		}), Command())
+		}), Command(), controlplane.Command())
 		root.SetArgs(os.Args[1:])
 		if err := root.Execute(); err != nil {
 			os.Exit(1)
@@ -538,6 +540,42 @@ func TestCommandAgainstInProcessSidecar(t *testing.T) {
 	}
 	if len(rep.Results) != 1 || rep.Results[0].Pairs != 200 || rep.Results[0].Scenario != scenarioGRPC || rep.Load.Requests != 200 {
 		t.Errorf("report = %+v", rep)
+	}
+}
+
+// runBenchAsUser runs `mecha bench` with args as a user would, with this
+// test binary standing in for mecha (every process it starts is a child
+// running the real sidecar, app, ...), and returns stdout and the progress
+// written to stderr; it fails the test when the command fails.
+func runBenchAsUser(t *testing.T, args ...string) (out, progress string) {
+	t.Helper()
+	asSidecar(t)
+	cmd := Command()
+	var o, p bytes.Buffer
+	cmd.SetOut(&o)
+	cmd.SetErr(&p)
+	cmd.SetArgs(args)
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, p.String())
+	}
+	return o.String(), p.String()
+}
+
+// checkChildrenGone checks that progress names want started processes
+// ("pid N") and, on Linux, that none of them exists any more.
+func checkChildrenGone(t *testing.T, progress string, want int) {
+	t.Helper()
+	pids := regexp.MustCompile(`pid (\d+)`).FindAllStringSubmatch(progress, -1)
+	if len(pids) != want {
+		t.Fatalf("started %d processes, want %d:\n%s", len(pids), want, progress)
+	}
+	if runtime.GOOS != "linux" {
+		return
+	}
+	for _, m := range pids {
+		if _, err := os.Stat("/proc/" + m[1]); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pid %s still exists: %v", m[1], err)
+		}
 	}
 }
 

@@ -18,35 +18,16 @@ import (
 // caller must call Stop. When the process exits first, or ctx ends, or
 // no line comes within 30s, the process is stopped and an error returned.
 func startLineProc(ctx context.Context, name, bin string, args []string, logDir string, env []string) (*sidecarProc, string, error) {
-	logPath := filepath.Join(logDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, "", err
-	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		logFile.Close()
 		return nil, "", err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = pw, logFile
-	cmd.Env = env
-	cmd.SysProcAttr = childAttr()
-	p := &sidecarProc{name: name, cmd: cmd, logPath: logPath, logFile: logFile, exited: make(chan struct{}), started: time.Now()}
-	if env != nil {
-		p.pprofAddr = envValue(env, pprofEnv)
-	}
-	err = cmd.Start()
+	p, err := spawn(name, exec.Command(bin, args...), logDir, env, pw)
 	pw.Close() // the child has its copy
 	if err != nil {
 		pr.Close()
-		logFile.Close()
-		return nil, "", fmt.Errorf("starting %s %s: %w", bin, strings.Join(args, " "), err)
+		return nil, "", err
 	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
 	// The reader ends with the first line, or at EOF when the child exits
 	// (Stop below makes sure it does on failure).
 	type line struct {
@@ -76,4 +57,36 @@ func startLineProc(ctx context.Context, name, bin string, args []string, logDir 
 	case <-time.After(30 * time.Second):
 		return fail(fmt.Errorf("%s not listening after 30s: %s", name, p.logTail()))
 	}
+}
+
+// spawn starts cmd as the bench child process name: its stderr, and its
+// stdout unless stdout is set, go to logDir/name.log, env is its
+// environment (nil: this process's), and it gets a goroutine that waits
+// for it and closes exited. The caller must call Stop.
+func spawn(name string, cmd *exec.Cmd, logDir string, env []string, stdout *os.File) (*sidecarProc, error) {
+	logPath := filepath.Join(logDir, name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	cmd.Env = env
+	cmd.SysProcAttr = childAttr()
+	p := &sidecarProc{name: name, cmd: cmd, logPath: logPath, logFile: logFile, exited: make(chan struct{}), started: time.Now()}
+	if env != nil {
+		p.pprofAddr = envValue(env, pprofEnv)
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", strings.Join(cmd.Args, " "), err)
+	}
+	// The waiter ends when the process does; Stop makes sure it does.
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
 }

@@ -42,6 +42,23 @@
 // daprd's figures. invoke runs one path against running processes, daprd
 // included.
 //
+// Actor calls run on the same machinery (runCall, both modes, the CPU
+// meter, the invocation report), with the bench app hosting one actor type
+// (GET /dapr/config, PUT /actors/{type}/{id}/method/echo, DELETE on
+// deactivation):
+//
+//	mecha bench actors      [--repeat 3] [--rate 1000] [--activation-rate 500] [--actors 100] [-c 16]
+//
+// It starts a standalone placement service (`mecha control-plane`), the
+// app, sidecar B in front of it (hosting the type, with an in-memory actor
+// state store) and sidecar A with no app (hosting nothing), waits until
+// B's metadata says hostReady, calls --actors ids once each, and measures
+// warm calls cycling round-robin through those ids (app direct, through
+// B, through A and B) and activations (a new id every call, through B and
+// through A and B), each at a fixed rate and closed loop, against the
+// issue's targets and daprd's figures. `mecha bench invoke --call actor`
+// runs one actor path against running processes, daprd included.
+//
 // Publish/subscribe has its own scenarios, each publishing 1 KiB JSON
 // events that carry their run, a sequence number and their publish time
 // (the due time at a fixed rate), delivered over HTTP to a built-in

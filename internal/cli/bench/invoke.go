@@ -37,6 +37,11 @@ const (
 	// callOnInvoke is runtime.v1.AppCallback/OnInvoke on the gRPC app
 	// itself: what a sidecar sends it for InvokeService.
 	callOnInvoke = "oninvoke"
+	// callActor is an actor method call, PUT
+	// /actors/{type}/{id}/method/echo on the HTTP app, or PUT
+	// /v1.0/actors/{type}/{id}/method/echo on a sidecar's HTTP API (see
+	// actors.go).
+	callActor = "actor"
 )
 
 // The app a scenario needs behind sidecar B.
@@ -56,6 +61,9 @@ type invokeScenario struct {
 	// Baseline is the direct scenario this one's overhead is against.
 	Baseline string `json:"baseline,omitempty"`
 	Path     string `json:"path"`
+	// NewActors (actor calls only) calls a new actor id every time, for
+	// the activation latency, instead of the pre-activated ones.
+	NewActors bool `json:"new_actors,omitempty"`
 }
 
 // invokeScenarios are the paths `invoke-all` measures, in order: the HTTP
@@ -73,8 +81,10 @@ var invokeScenarios = []invokeScenario{
 	{ID: "invoke-grpcapp-two", App: appGRPC, Call: callInvokeService, Sidecars: 2, Baseline: "oninvoke-direct", Path: "client -> sidecar A InvokeService -> sidecar B -> gRPC app OnInvoke"},
 }
 
-func findScenario(id string) (invokeScenario, bool) {
-	for _, s := range invokeScenarios {
+func findScenario(id string) (invokeScenario, bool) { return findIn(invokeScenarios, id) }
+
+func findIn(all []invokeScenario, id string) (invokeScenario, bool) {
+	for _, s := range all {
 		if s.ID == id {
 			return s, true
 		}
@@ -82,11 +92,17 @@ func findScenario(id string) (invokeScenario, bool) {
 	return invokeScenario{}, false
 }
 
-// selectScenarios returns the scenarios named in ids (comma-separated; all
-// when empty), in the canonical order, plus the direct baselines they need.
+// selectScenarios returns the invocation scenarios named in ids
+// (comma-separated; all when empty), in the canonical order, plus the
+// direct baselines they need.
 func selectScenarios(ids string) ([]invokeScenario, error) {
+	return selectFrom(invokeScenarios, ids)
+}
+
+// selectFrom is selectScenarios from the scenarios all.
+func selectFrom(all []invokeScenario, ids string) ([]invokeScenario, error) {
 	if strings.TrimSpace(ids) == "" {
-		return invokeScenarios, nil
+		return all, nil
 	}
 	want := map[string]bool{}
 	for id := range strings.SplitSeq(ids, ",") {
@@ -94,13 +110,13 @@ func selectScenarios(ids string) ([]invokeScenario, error) {
 		if id == "" {
 			continue
 		}
-		s, ok := findScenario(id)
+		s, ok := findIn(all, id)
 		if !ok {
-			var all []string
-			for _, s := range invokeScenarios {
-				all = append(all, s.ID)
+			var known []string
+			for _, s := range all {
+				known = append(known, s.ID)
 			}
-			return nil, fmt.Errorf("unknown scenario %q (known: %s)", id, strings.Join(all, ", "))
+			return nil, fmt.Errorf("unknown scenario %q (known: %s)", id, strings.Join(known, ", "))
 		}
 		want[id] = true
 		if s.Baseline != "" {
@@ -108,7 +124,7 @@ func selectScenarios(ids string) ([]invokeScenario, error) {
 		}
 	}
 	var out []invokeScenario
-	for _, s := range invokeScenarios {
+	for _, s := range all {
 		if want[s.ID] {
 			out = append(out, s)
 		}
@@ -138,6 +154,8 @@ type callTarget struct {
 	// AppID is the app the sidecar at Addr is asked to reach; empty when
 	// Addr is the app itself.
 	AppID string
+	// Actor says which actors an actor call reaches.
+	Actor actorTarget
 }
 
 func (s invokeScenario) target(env invokeEnv) callTarget {
@@ -153,7 +171,7 @@ func (s invokeScenario) target(env invokeEnv) callTarget {
 		t.AppID = env.B.AppID
 	}
 	t.Addr = ep.GRPCAddr
-	if s.Call == callHTTP {
+	if s.Call == callHTTP || s.Call == callActor {
 		t.Addr = ep.HTTPAddr
 	}
 	return t
@@ -180,7 +198,7 @@ type clients struct {
 }
 
 func newClients(t callTarget, workers, conns int) (*clients, error) {
-	if t.Call == callHTTP {
+	if t.Call == callHTTP || t.Call == callActor {
 		return &clients{http: newHTTPClient(workers)}, nil
 	}
 	cs, err := dialGRPC(t.Addr, conns)
@@ -207,24 +225,13 @@ func invokeWorkers(t callTarget, body []byte, c *clients) (func(id int) (reqFunc
 		if t.AppID != "" {
 			u = "http://" + t.Addr + "/v1.0/invoke/" + url.PathEscape(t.AppID) + "/method/" + appMethod
 		}
-		return func(int) (reqFunc, error) {
-			var buf bytes.Buffer
-			return func(ctx context.Context) error {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-				if err != nil {
-					return err
-				}
-				req.Header["Content-Type"] = []string{appContentType}
-				status, err := do(c.http, req, &buf)
-				if err != nil {
-					return err
-				}
-				if status != http.StatusOK || buf.Len() != n {
-					return fmt.Errorf("POST %s: HTTP %d with %d bytes, want 200 with %d: %.200s", u, status, buf.Len(), n, buf.Bytes())
-				}
-				return nil
-			}, nil
-		}, nil
+		return httpCallWorkers(c.http, http.MethodPost, func() string { return u }, body), nil
+	case callActor:
+		next, err := t.Actor.urls(t)
+		if err != nil {
+			return nil, err
+		}
+		return httpCallWorkers(c.http, http.MethodPut, next, body), nil
 	case callInvokeService:
 		if t.AppID == "" {
 			return nil, errors.New("InvokeService needs the target app id")
@@ -290,7 +297,33 @@ func invokeWorkers(t callTarget, body []byte, c *clients) (func(id int) (reqFunc
 			}, nil
 		}, nil
 	}
-	return nil, fmt.Errorf("unknown call %q (http, invoke-service, unary or oninvoke)", t.Call)
+	return nil, fmt.Errorf("unknown call %q (http, invoke-service, unary, oninvoke or actor)", t.Call)
+}
+
+// httpCallWorkers builds workers that each send body with method to the
+// URL next returns (called once per request) and check for a 200 answer of
+// len(body) bytes.
+func httpCallWorkers(client *http.Client, method string, next func() string, body []byte) func(id int) (reqFunc, error) {
+	n := len(body)
+	return func(int) (reqFunc, error) {
+		var buf bytes.Buffer
+		return func(ctx context.Context) error {
+			u := next()
+			req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header["Content-Type"] = []string{appContentType}
+			status, err := do(client, req, &buf)
+			if err != nil {
+				return err
+			}
+			if status != http.StatusOK || buf.Len() != n {
+				return fmt.Errorf("%s %s: HTTP %d with %d bytes, want 200 with %d: %.200s", method, u, status, buf.Len(), n, buf.Bytes())
+			}
+			return nil
+		}, nil
+	}
 }
 
 // waitReady makes one call until it succeeds: the first call through a
@@ -533,16 +566,7 @@ func runInvokeAll(ctx context.Context, o invokeAllOptions, progress io.Writer) (
 		if err != nil {
 			return nil, err
 		}
-		p, err := startSidecar(sidecarSpec{Name: name, Binary: o.Binary, AppID: appID, ResourcesDir: resources, LogDir: tmp, Env: senv, Internal: true, Args: args})
-		if err != nil {
-			return nil, err
-		}
-		if _, err := p.waitHealthy(ctx, 5*time.Millisecond, 30*time.Second); err != nil {
-			_ = p.Stop()
-			return nil, err
-		}
-		fmt.Fprintf(progress, "started %s pid %d (app id %s): http %s grpc %s internal %s\n", name, p.PID(), appID, p.httpAddr, p.grpcAddr, p.internalAddr)
-		return p, nil
+		return startHealthy(ctx, sidecarSpec{Name: name, Binary: o.Binary, AppID: appID, ResourcesDir: resources, LogDir: tmp, Env: senv, Internal: true, Args: args}, progress)
 	}
 	a, err := start("sidecar-a", prefix+"-caller")
 	if err != nil {
@@ -604,6 +628,21 @@ func runInvokeAll(ctx context.Context, o invokeAllOptions, progress io.Writer) (
 	}
 	rep.Comparisons = compareInvoke(rep)
 	return rep, nil
+}
+
+// startHealthy starts the sidecar spec describes and waits until it is
+// healthy; when it is not, it is stopped. The caller must call Stop.
+func startHealthy(ctx context.Context, spec sidecarSpec, progress io.Writer) (*sidecarProc, error) {
+	p, err := startSidecar(spec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.waitHealthy(ctx, 5*time.Millisecond, 30*time.Second); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	fmt.Fprintf(progress, "started %s pid %d (app id %s): http %s grpc %s internal %s\n", spec.Name, p.PID(), spec.AppID, p.httpAddr, p.grpcAddr, p.internalAddr)
+	return p, nil
 }
 
 // exitedProcs names the processes that have exited, with their logs.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -62,8 +63,9 @@ func (f *invokeFlags) options(lf *loadFlags) (invokeOptions, error) {
 
 func invokeCommand(lf *loadFlags) *cobra.Command {
 	f := &invokeFlags{}
-	var call, addr, appID, sidecarPIDs string
-	var appPID int
+	var call, addr, appID, sidecarPIDs, actorType string
+	var appPID, warmActors int
+	var newActors bool
 	cmd := &cobra.Command{
 		Use:   "invoke",
 		Short: "One invocation path against running processes (a Mecha or daprd sidecar, or the app itself)",
@@ -76,6 +78,11 @@ due time) and/or as fast as -c workers can (throughput):
   --call unary           grpc.testing.TestService/UnaryCall on ADDR, with
                          dapr-app-id: APP metadata when --app-id is set
   --call oninvoke        runtime.v1.AppCallback/OnInvoke on the app at ADDR
+  --call actor           PUT http://ADDR/actors/T/{id}/method/echo, or with
+                         --app-id (any: it only says ADDR is a sidecar) PUT
+                         http://ADDR/v1.0/actors/T/{id}/method/echo; ids
+                         cycle through --actors ids, or with --new-actors
+                         are new every call
 
 Any target app that answers 200 / a response with --body-size bytes works;
 "mecha bench app" is one. --app-pid and --sidecar-pids add their CPU time.`,
@@ -102,7 +109,11 @@ Any target app that answers 200 / a response with --body-size bytes works;
 			}
 			ctx, stop := signalContext(cmd)
 			defer stop()
-			r, err := runCall(ctx, s, callTarget{Call: call, Addr: addr, AppID: appID}, p, o, cmd.ErrOrStderr())
+			t := callTarget{Call: call, Addr: addr, AppID: appID, Actor: actorTarget{Type: actorType, Warm: warmActors}}
+			if newActors {
+				t.Actor = actorTarget{Type: actorType, NewPrefix: fmt.Sprintf("new-%d-", time.Now().UnixNano())}
+			}
+			r, err := runCall(ctx, s, t, p, o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -111,7 +122,10 @@ Any target app that answers 200 / a response with --body-size bytes works;
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&call, "call", callHTTP, "http, invoke-service, unary or oninvoke")
+	fs.StringVar(&call, "call", callHTTP, "http, invoke-service, unary, oninvoke or actor")
+	fs.StringVar(&actorType, "actor-type", benchActorType, "--call actor: the actor type")
+	fs.IntVar(&warmActors, "actors", 100, "--call actor: the actor ids the calls cycle through")
+	fs.BoolVar(&newActors, "new-actors", false, "--call actor: call a new actor id every time (activation)")
 	fs.StringVar(&addr, "addr", "", "host:port to call (the app's, or a sidecar's HTTP or gRPC API)")
 	fs.StringVar(&appID, "app-id", "", "the target app id when --addr is a sidecar")
 	fs.IntVar(&appPID, "app-pid", 0, "the app's process id, for its CPU time")
@@ -182,32 +196,13 @@ stopped by its PID at the end (Ctrl-C included).`,
 					return err
 				}
 			}
-			ctx, stop := signalContext(cmd)
-			defer stop()
 			ao := invokeAllOptions{Invoke: o, Binary: bin, Scenarios: sc, ProfileDir: profileDir, ProfileScenario: profileScenario}
-			var runs []*InvokeReport
-			for i := range repeat {
-				if repeat > 1 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "== run %d/%d\n", i+1, repeat)
-				}
+			return repeatInvoke(cmd, lf.JSON, repeat, func(ctx context.Context) (*InvokeReport, error) {
 				rep, err := runInvokeAll(ctx, ao, cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				runs = append(runs, rep)
-				if !lf.JSON && repeat > 1 {
-					if err := writeInvokeText(cmd.OutOrStdout(), rep, fmt.Sprintf("run %d/%d", i+1, repeat)); err != nil {
-						return err
-					}
-					fmt.Fprintln(cmd.OutOrStdout())
-				}
 				// Profile the first run only.
 				ao.ProfileDir = ""
-			}
-			if repeat == 1 {
-				return printInvokeReport(cmd.OutOrStdout(), lf.JSON, runs[0], nil)
-			}
-			return printInvokeReport(cmd.OutOrStdout(), lf.JSON, medianInvokeReport(runs), runs)
+				return rep, err
+			})
 		},
 	}
 	fs := cmd.Flags()
@@ -218,4 +213,9 @@ stopped by its PID at the end (Ctrl-C included).`,
 	fs.StringVar(&profileDir, "profile", "", "write CPU profiles of both sidecars and the app, taken during the max-throughput run of --profile-scenario (first run only), into this directory")
 	fs.StringVar(&profileScenario, "profile-scenario", "http-two", "the scenario --profile profiles")
 	return cmd
+}
+
+// repeatInvoke is repeatRuns for invocation and actor reports.
+func repeatInvoke(cmd *cobra.Command, asJSON bool, repeat int, run func(ctx context.Context) (*InvokeReport, error)) error {
+	return repeatRuns(cmd, asJSON, repeat, run, writeInvokeText, medianInvokeReport, printInvokeReport)
 }

@@ -10,15 +10,29 @@ import (
 )
 
 // InvokeReport is the outcome of the invocation scenarios (or the median
-// of several runs).
+// of several runs), or of the actor scenarios (Kind reportActors).
 type InvokeReport struct {
+	// Kind is "" for service invocation, reportActors for actor calls.
+	Kind        string         `json:"kind,omitempty"`
 	Machine     Machine        `json:"machine"`
 	Settings    InvokeSettings `json:"settings"`
 	Results     []InvokeResult `json:"results"`
 	Comparisons []Comparison   `json:"comparisons,omitempty"`
 	// SidecarRSSMB is the largest sidecar RSS seen after the runs.
 	SidecarRSSMB float64 `json:"sidecar_rss_mb,omitempty"`
-	Runs         int     `json:"runs,omitempty"`
+	// ActiveActors (actors only) is the number of actors sidecar B
+	// reported active after the runs: the warm ones plus one per
+	// successful activation.
+	ActiveActors int `json:"active_actors_b,omitempty"`
+	Runs         int `json:"runs,omitempty"`
+}
+
+// compare computes the comparisons of the report's kind.
+func (r *InvokeReport) compare() []Comparison {
+	if r.Kind == reportActors {
+		return compareActors(r)
+	}
+	return compareInvoke(r)
 }
 
 // InvokeSettings are the load parameters.
@@ -35,6 +49,11 @@ type InvokeSettings struct {
 	MaxDurationSec float64 `json:"max_duration_s,omitempty"`
 	MaxWarmupSec   float64 `json:"max_warmup_s,omitempty"`
 	GRPCConns      int     `json:"grpc_conns"`
+	// Actor scenarios: the type, the number of pre-activated ids the warm
+	// calls cycle through, and the fixed rate of the activation scenarios.
+	ActorType      string  `json:"actor_type,omitempty"`
+	WarmActors     int     `json:"warm_actors,omitempty"`
+	ActivationRate float64 `json:"activation_rate,omitempty"`
 }
 
 func invokeSettings(o invokeOptions) InvokeSettings {
@@ -183,14 +202,16 @@ func medianInvokeReport(runs []*InvokeReport) *InvokeReport {
 	if len(runs) == 0 {
 		return &InvokeReport{}
 	}
-	out := &InvokeReport{Machine: runs[0].Machine, Settings: runs[0].Settings, Runs: len(runs)}
+	out := &InvokeReport{Kind: runs[0].Kind, Machine: runs[0].Machine, Settings: runs[0].Settings, Runs: len(runs)}
 	out.Machine.LoadAvg = nil
-	var rss []float64
+	var rss, active []float64
 	for _, r := range runs {
 		out.Machine.LoadAvg = append(out.Machine.LoadAvg, r.Machine.LoadAvg...)
 		rss = append(rss, r.SidecarRSSMB)
+		active = append(active, float64(r.ActiveActors))
 	}
 	out.SidecarRSSMB = median(rss)
+	out.ActiveActors = int(math.Round(median(active)))
 	for _, first := range runs[0].Results {
 		var rates, maxes []*ModeResult
 		for _, r := range runs {
@@ -205,7 +226,7 @@ func medianInvokeReport(runs []*InvokeReport) *InvokeReport {
 		}
 		out.Results = append(out.Results, InvokeResult{invokeScenario: first.invokeScenario, Rate: medianMode(rates), Max: medianMode(maxes)})
 	}
-	out.Comparisons = compareInvoke(out)
+	out.Comparisons = out.compare()
 	return out
 }
 
@@ -258,7 +279,11 @@ func writeInvokeText(w io.Writer, r *InvokeReport, title string) error {
 	if len(m.LoadAvg) > 0 {
 		fmt.Fprintf(&b, ", load avg at start: %s", strings.Join(m.LoadAvg, " | "))
 	}
-	b.WriteString("\nnote: the load generator, the app and both sidecars run on this machine and share its CPUs\n")
+	if r.Kind == reportActors {
+		b.WriteString("\nnote: the load generator, the app, both sidecars and the placement service run on this machine and share its CPUs\n")
+	} else {
+		b.WriteString("\nnote: the load generator, the app and both sidecars run on this machine and share its CPUs\n")
+	}
 	s := r.Settings
 	fmt.Fprintf(&b, "load: %d-byte request and response bodies", s.BodyBytes)
 	if s.Rate > 0 {
@@ -268,7 +293,15 @@ func writeInvokeText(w io.Writer, r *InvokeReport, title string) error {
 	if s.MaxWorkers > 0 {
 		fmt.Fprintf(&b, "; max throughput: %d workers back to back for %gs after %gs warm-up", s.MaxWorkers, s.MaxDurationSec, s.MaxWarmupSec)
 	}
-	fmt.Fprintf(&b, "; gRPC conns %d\n", s.GRPCConns)
+	if s.ActorType != "" {
+		fmt.Fprintf(&b, "\nactors: type %s, warm calls cycle through %d pre-activated ids; activation calls a new id each time", s.ActorType, s.WarmActors)
+		if s.Rate > 0 && s.ActivationRate > 0 {
+			fmt.Fprintf(&b, ", at %s req/s", thousands(s.ActivationRate))
+		}
+		b.WriteString("\n")
+	} else {
+		fmt.Fprintf(&b, "; gRPC conns %d\n", s.GRPCConns)
+	}
 	if r.Runs > 1 {
 		fmt.Fprintf(&b, "figures: median of %d runs, figure by figure (errors summed)\n", r.Runs)
 	}
@@ -285,6 +318,9 @@ func writeInvokeText(w io.Writer, r *InvokeReport, title string) error {
 		cols := []string{x.ID, fmt.Sprint(x.Sidecars)}
 		if x.Rate != nil {
 			p50 := fmtMs(x.Rate.P50Ms)
+			if x.Rate.TargetRate != s.Rate {
+				p50 += " (@" + thousands(x.Rate.TargetRate) + "/s)"
+			}
 			if x.Rate.behind() {
 				p50 += " (behind: " + thousands(x.Rate.ReqPerSec) + "/s)"
 			}
@@ -344,6 +380,9 @@ func writeInvokeText(w io.Writer, r *InvokeReport, title string) error {
 	if r.SidecarRSSMB > 0 {
 		fmt.Fprintf(&b, "largest sidecar RSS after the runs: %.1f MB\n", r.SidecarRSSMB)
 	}
+	if r.ActiveActors > 0 {
+		fmt.Fprintf(&b, "actors active on sidecar B after the runs: %s\n", thousands(float64(r.ActiveActors)))
+	}
 
 	if len(r.Comparisons) > 0 {
 		b.WriteString("\n")
@@ -364,7 +403,7 @@ func writeInvokeText(w io.Writer, r *InvokeReport, title string) error {
 				target = "-"
 			}
 			v := fmtValue(c.Value, c.Unit)
-			if c.Unit == "ms" {
+			if c.Unit == "ms" && strings.Contains(c.Name, ": added ") {
 				v = fmtSigned(c.Value) + " ms"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, v, ref, target, res)

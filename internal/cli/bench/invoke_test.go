@@ -212,15 +212,15 @@ func TestScenarioTargets(t *testing.T) {
 		target callTarget
 		pids   rolePIDs
 	}{
-		"http-direct":        {callTarget{callHTTP, "app:1", ""}, rolePIDs{app: 10}},
-		"http-self":          {callTarget{callHTTP, "b:1", "callee"}, rolePIDs{app: 10, b: 12}},
-		"http-two":           {callTarget{callHTTP, "a:1", "callee"}, rolePIDs{10, 11, 12}},
-		"invoke-two":         {callTarget{callInvokeService, "a:2", "callee"}, rolePIDs{10, 11, 12}},
-		"grpc-direct":        {callTarget{callUnary, "app:2", ""}, rolePIDs{app: 10}},
-		"proxy-self":         {callTarget{callUnary, "b:2", "callee"}, rolePIDs{app: 10, b: 12}},
-		"proxy-two":          {callTarget{callUnary, "a:2", "callee"}, rolePIDs{10, 11, 12}},
-		"oninvoke-direct":    {callTarget{callOnInvoke, "app:2", ""}, rolePIDs{app: 10}},
-		"invoke-grpcapp-two": {callTarget{callInvokeService, "a:2", "callee"}, rolePIDs{10, 11, 12}},
+		"http-direct":        {callTarget{Call: callHTTP, Addr: "app:1", AppID: ""}, rolePIDs{app: 10}},
+		"http-self":          {callTarget{Call: callHTTP, Addr: "b:1", AppID: "callee"}, rolePIDs{app: 10, b: 12}},
+		"http-two":           {callTarget{Call: callHTTP, Addr: "a:1", AppID: "callee"}, rolePIDs{10, 11, 12}},
+		"invoke-two":         {callTarget{Call: callInvokeService, Addr: "a:2", AppID: "callee"}, rolePIDs{10, 11, 12}},
+		"grpc-direct":        {callTarget{Call: callUnary, Addr: "app:2", AppID: ""}, rolePIDs{app: 10}},
+		"proxy-self":         {callTarget{Call: callUnary, Addr: "b:2", AppID: "callee"}, rolePIDs{app: 10, b: 12}},
+		"proxy-two":          {callTarget{Call: callUnary, Addr: "a:2", AppID: "callee"}, rolePIDs{10, 11, 12}},
+		"oninvoke-direct":    {callTarget{Call: callOnInvoke, Addr: "app:2", AppID: ""}, rolePIDs{app: 10}},
+		"invoke-grpcapp-two": {callTarget{Call: callInvokeService, Addr: "a:2", AppID: "callee"}, rolePIDs{10, 11, 12}},
 	}
 	if len(want) != len(invokeScenarios) {
 		t.Fatalf("%d scenarios, %d expectations", len(invokeScenarios), len(want))
@@ -442,7 +442,7 @@ func TestMedianInvokeReport(t *testing.T) {
 }
 
 func TestBenchAppAnswers(t *testing.T) {
-	s, err := serveApp("", 1024)
+	s, err := serveApp("", 1024, benchActorType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +485,7 @@ var quickInvoke = invokeOptions{
 // app and three sidecars in this process: A (no app), and B in front of
 // the HTTP app and in front of the gRPC app.
 func TestInvokeSmokeInProcess(t *testing.T) {
-	app, err := serveApp("", 1024)
+	app, err := serveApp("", 1024, benchActorType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +527,7 @@ func TestInvokeSmokeInProcess(t *testing.T) {
 }
 
 func TestInvokeCommandAgainstTheApp(t *testing.T) {
-	app, err := serveApp("", 512)
+	app, err := serveApp("", 512, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,18 +556,9 @@ func TestInvokeAllSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts sidecar and app processes")
 	}
-	asSidecar(t)
 	profiles := t.TempDir()
-	cmd := Command()
-	var out, progress bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&progress)
-	cmd.SetArgs([]string{"invoke-all", "--scenarios", "http-two,proxy-self", "--rate", "500", "--rate-duration", "100ms", "--warmup", "100ms",
-		"-c", "2", "-d", "1s", "--profile", profiles, "--profile-scenario", "http-two"})
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, progress.String())
-	}
-	text := out.String()
+	text, progress := runBenchAsUser(t, "invoke-all", "--scenarios", "http-two,proxy-self", "--rate", "500", "--rate-duration", "100ms", "--warmup", "100ms",
+		"-c", "2", "-d", "1s", "--profile", profiles, "--profile-scenario", "http-two")
 	for _, want := range []string{"http-direct", "http-two", "grpc-direct", "proxy-self", "http-two vs http-direct: max throughput", "daprd 12%"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
@@ -583,15 +574,5 @@ func TestInvokeAllSmoke(t *testing.T) {
 			t.Errorf("profile of %s: %v", name, err)
 		}
 	}
-	pids := regexp.MustCompile(`pid (\d+)`).FindAllStringSubmatch(progress.String(), -1)
-	if len(pids) != 4 { // app, A, B for HTTP, B for gRPC
-		t.Fatalf("started %d processes, want 4:\n%s", len(pids), progress.String())
-	}
-	if runtime.GOOS == "linux" {
-		for _, m := range pids {
-			if _, err := os.Stat("/proc/" + m[1]); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("pid %s still exists: %v", m[1], err)
-			}
-		}
-	}
+	checkChildrenGone(t, progress, 4) // app, A, B for HTTP, B for gRPC
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,11 +88,6 @@ func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("picking ports: %w", err)
 	}
-	logPath := filepath.Join(spec.LogDir, spec.Name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
 	cmd := exec.Command(spec.Binary, "sidecar",
 		"--app-id", spec.AppID,
 		"--dapr-http-port", strconv.Itoa(ports[0]),
@@ -109,34 +103,15 @@ func startSidecar(spec sidecarSpec) (*sidecarProc, error) {
 		cmd.Args = append(cmd.Args, "--dapr-internal-grpc-port", strconv.Itoa(ports[2]))
 	}
 	cmd.Args = append(cmd.Args, spec.Args...)
-	cmd.Env = spec.Env
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childAttr()
-	p := &sidecarProc{
-		name:     spec.Name,
-		cmd:      cmd,
-		logPath:  logPath,
-		logFile:  logFile,
-		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-		exited:   make(chan struct{}),
+	p, err := spawn(spec.Name, cmd, spec.LogDir, spec.Env, nil)
+	if err != nil {
+		return nil, err
 	}
+	p.httpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	p.grpcAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 	if spec.Internal {
 		p.internalAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
 	}
-	if spec.Env != nil {
-		p.pprofAddr = envValue(spec.Env, pprofEnv)
-	}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", spec.Binary, err)
-	}
-	// The waiter ends when the process does; Stop makes sure it does.
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
 	return p, nil
 }
 
@@ -146,9 +121,16 @@ func (p *sidecarProc) PID() int { return p.cmd.Process.Pid }
 // waitHealthy polls GET /v1.0/healthz every interval until it answers 204
 // and returns the time since exec. It fails early when the process exits.
 func (p *sidecarProc) waitHealthy(ctx context.Context, interval, timeout time.Duration) (time.Duration, error) {
+	return p.waitStatus(ctx, "/v1.0/healthz", http.StatusNoContent, interval, timeout)
+}
+
+// waitStatus polls GET path on the process's HTTP address every interval
+// until it answers status and returns the time since exec. It fails early
+// when the process exits.
+func (p *sidecarProc) waitStatus(ctx context.Context, path string, status int, interval, timeout time.Duration) (time.Duration, error) {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableCompression: true}}
 	defer client.CloseIdleConnections()
-	url := "http://" + p.httpAddr + "/v1.0/healthz"
+	url := "http://" + p.httpAddr + path
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(interval)
@@ -160,7 +142,7 @@ func (p *sidecarProc) waitHealthy(ctx context.Context, interval, timeout time.Du
 		}
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
+			if resp.StatusCode == status {
 				return time.Since(p.started), nil
 			}
 		}
@@ -168,9 +150,9 @@ func (p *sidecarProc) waitHealthy(ctx context.Context, interval, timeout time.Du
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-p.exited:
-			return 0, fmt.Errorf("sidecar %s exited before it was healthy (%v): %s", p.name, p.waitErr, p.logTail())
+			return 0, fmt.Errorf("%s (pid %d) exited before it was healthy (%v): %s", p.name, p.PID(), p.waitErr, p.logTail())
 		case <-deadline.C:
-			return 0, fmt.Errorf("sidecar %s not healthy after %v: %s", p.name, timeout, p.logTail())
+			return 0, fmt.Errorf("%s not healthy after %v: %s", p.name, timeout, p.logTail())
 		case <-tick.C:
 		}
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -178,33 +179,14 @@ Every process is stopped by its PID at the end (Ctrl-C included).`,
 					return err
 				}
 			}
-			ctx, stop := signalContext(cmd)
-			defer stop()
 			ao := pubsubAllOptions{Pubsub: o, Binary: bin, Scenarios: sc, JetStreamConcurrency: strings.TrimSpace(jsConcurrency),
 				ProfileDir: profileDir, ProfileScenario: profileScenario}
-			var runs []*PubsubReport
-			for i := range repeat {
-				if repeat > 1 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "== run %d/%d\n", i+1, repeat)
-				}
+			return repeatRuns(cmd, lf.JSON, repeat, func(ctx context.Context) (*PubsubReport, error) {
 				rep, err := runPubsubAll(ctx, ao, cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				runs = append(runs, rep)
 				// Profile the first run only.
 				ao.ProfileDir = ""
-				if !lf.JSON && repeat > 1 {
-					if err := writePubsubText(cmd.OutOrStdout(), rep, fmt.Sprintf("run %d/%d", i+1, repeat)); err != nil {
-						return err
-					}
-					fmt.Fprintln(cmd.OutOrStdout())
-				}
-			}
-			if repeat == 1 {
-				return printPubsubReport(cmd.OutOrStdout(), lf.JSON, runs[0], nil)
-			}
-			return printPubsubReport(cmd.OutOrStdout(), lf.JSON, medianPubsubReport(runs), runs)
+				return rep, err
+			}, writePubsubText, medianPubsubReport, printPubsubReport)
 		},
 	}
 	fs := cmd.Flags()

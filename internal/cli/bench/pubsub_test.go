@@ -436,21 +436,13 @@ func TestPubsubAllSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts NATS, subscriber and sidecar processes")
 	}
-	asSidecar(t)
-	cmd := Command()
-	var out, progress bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&progress)
-	cmd.SetArgs(append([]string{"pubsub-all", "--json"}, quickPubsub...))
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, progress.String())
-	}
+	out, progress := runBenchAsUser(t, append([]string{"pubsub-all", "--json"}, quickPubsub...)...)
 	var rep PubsubReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("%v: %s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
 	if len(rep.Results) != len(pubsubScenarios) {
-		t.Fatalf("%d results, want %d:\n%s", len(rep.Results), len(pubsubScenarios), out.String())
+		t.Fatalf("%d results, want %d:\n%s", len(rep.Results), len(pubsubScenarios), out)
 	}
 	linux := runtime.GOOS == "linux"
 	for _, r := range rep.Results {
@@ -498,17 +490,7 @@ func TestPubsubAllSmoke(t *testing.T) {
 			t.Errorf("no comparison %q: %+v", want, rep.Comparisons)
 		}
 	}
-	pids := regexp.MustCompile(`pid (\d+)`).FindAllStringSubmatch(progress.String(), -1)
-	if len(pids) != 3 { // nats, subscriber, sidecar
-		t.Fatalf("started %d processes, want 3:\n%s", len(pids), progress.String())
-	}
-	if linux {
-		for _, m := range pids {
-			if _, err := os.Stat("/proc/" + m[1]); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("pid %s still exists: %v", m[1], err)
-			}
-		}
-	}
+	checkChildrenGone(t, progress, 3) // nats, subscriber, sidecar
 }
 
 // TestSubscriberCommand runs `bench subscriber` in-process and reads its
