@@ -1,3 +1,5 @@
+//go:build k8s
+
 package sentry
 
 import (
@@ -215,14 +217,4 @@ func tokenPodName(token string) string {
 		return ""
 	}
 	return claims.Kubernetes.Pod.Name
-}
-
-// controlPlaneService reports whether name is one of Dapr's control plane
-// services, which alone may hold control plane identities.
-func controlPlaneService(name string) bool {
-	switch name {
-	case "operator", "placement", "injector", "sentry", "scheduler":
-		return true
-	}
-	return false
 }

@@ -584,3 +584,13 @@ func csrMatches(csr *x509.CertificateRequest, id spiffe.ID) error {
 	}
 	return fmt.Errorf("the certificate signing request names %d identities, the request one (%s)", len(csr.URIs), id)
 }
+
+// controlPlaneService reports whether name is one of Dapr's control plane
+// services, which alone may hold control plane identities.
+func controlPlaneService(name string) bool {
+	switch name {
+	case "operator", "placement", "injector", "sentry", "scheduler":
+		return true
+	}
+	return false
+}
