@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
@@ -40,6 +41,9 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, status.FromContextError(cerr).Err()
 		}
+		if calleeDeadline(ctx, err) {
+			return nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+		}
 		return nil, apierr.GRPC(err)
 	}
 	defer resp.Close()
@@ -47,6 +51,9 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, status.FromContextError(cerr).Err()
+		}
+		if calleeDeadline(ctx, err) {
+			return nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
 		}
 		return nil, apierr.GRPC(apierr.DirectInvoke.Wrap(err, "failed to invoke, id: %s, err", in.GetId()))
 	}
@@ -69,4 +76,23 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 		return nil, status.ErrorProto(&spb.Status{Code: code, Message: resp.Status.GetMessage(), Details: resp.Status.GetDetails()})
 	}
 	return out, nil
+}
+
+// calleeDeadline reports whether err is the caller's own deadline, passed
+// on with the call and hit first by a hop further on (its clock fires a
+// moment before ours): the caller gets DeadlineExceeded either way, not
+// an invocation error that depends on which side noticed first.
+func calleeDeadline(ctx context.Context, err error) bool {
+	if _, ok := ctx.Deadline(); !ok {
+		return false
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if errors.Is(e, context.DeadlineExceeded) {
+			return true
+		}
+		if s, ok := e.(interface{ GRPCStatus() *status.Status }); ok && s.GRPCStatus().Code() == codes.DeadlineExceeded {
+			return true
+		}
+	}
+	return false
 }
