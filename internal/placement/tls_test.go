@@ -178,20 +178,7 @@ func TestMTLS(t *testing.T) {
 			t.Fatalf("got %v", st)
 		}
 		// The placement client logs why, once.
-		logs := &logBuffer{}
-		c, err := client.New(client.Options{Addresses: []string{srv.Addr()}, Name: "127.0.0.1:41002", AppID: "p",
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: bufLogger(logs)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start()
-		defer c.Close()
-		eventually(t, 5*time.Second, func() error {
-			if !strings.Contains(logs.String(), "requires mutual TLS") {
-				return errors.New("no refusal logged: " + logs.String())
-			}
-			return nil
-		})
+		c, logs := refusedClient(t, srv.Addr(), "127.0.0.1:41002", "", nil, "requires mutual TLS")
 		time.Sleep(300 * time.Millisecond) // several more refused attempts
 		if n := strings.Count(logs.String(), "placement refused the connection"); n != 1 {
 			t.Fatalf("the refusal was logged %d times:\n%s", n, logs)
@@ -241,40 +228,14 @@ func TestMTLS(t *testing.T) {
 	})
 	t.Run("placement with another identity", func(t *testing.T) {
 		fake := startTLSServer(t, ca, "sentry", nil)
-		logs := &logBuffer{}
-		c, err := client.New(client.Options{Addresses: []string{fake.Addr()}, Name: "127.0.0.1:41003", AppID: "a", Namespace: "default",
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, DialOptions: a.PlacementDialOptions(), Logger: bufLogger(logs)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start()
-		defer c.Close()
-		eventually(t, 5*time.Second, func() error {
-			if !strings.Contains(logs.String(), "dapr-sentry, want spiffe://cluster.local/ns/default/dapr-placement") {
-				return errors.New("no identity refusal logged: " + logs.String())
-			}
-			return nil
-		})
+		c, _ := refusedClient(t, fake.Addr(), "127.0.0.1:41003", "default", a.PlacementDialOptions(), "dapr-sentry, want spiffe://cluster.local/ns/default/dapr-placement")
 		if c.Version() != 0 {
 			t.Fatal("the sidecar accepted a table from a server that is not the placement")
 		}
 	})
 	t.Run("plaintext placement", func(t *testing.T) {
 		plain := startServer(t, placement.Options{})
-		logs := &logBuffer{}
-		c, err := client.New(client.Options{Addresses: []string{plain.Addr()}, Name: "127.0.0.1:41004", AppID: "a", Namespace: "default",
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, DialOptions: a.PlacementDialOptions(), Logger: bufLogger(logs)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start()
-		defer c.Close()
-		eventually(t, 5*time.Second, func() error {
-			if !strings.Contains(logs.String(), "the placement serves plaintext") {
-				return errors.New("no refusal logged: " + logs.String())
-			}
-			return nil
-		})
+		c, _ := refusedClient(t, plain.Addr(), "127.0.0.1:41004", "default", a.PlacementDialOptions(), "the placement serves plaintext")
 		if c.Version() != 0 {
 			t.Fatal("the sidecar used a plaintext placement")
 		}
@@ -292,4 +253,30 @@ func refusedHandshake(st *status.Status, alert string) bool {
 	}
 	m := st.Message()
 	return strings.Contains(m, alert) || strings.Contains(m, "broken pipe") || strings.Contains(m, "connection reset") || strings.Contains(m, "EOF")
+}
+
+// refusedClient starts a placement client of app "a" (or "p" without a
+// namespace) at name, dialling addr with dial, and waits until its log says
+// want; it is closed when the test ends.
+func refusedClient(t *testing.T, addr, name, namespace string, dial []grpc.DialOption, want string) (*client.Client, *logBuffer) {
+	t.Helper()
+	app := "a"
+	if namespace == "" {
+		app = "p"
+	}
+	logs := &logBuffer{}
+	c, err := client.New(client.Options{Addresses: []string{addr}, Name: name, AppID: app, Namespace: namespace,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, DialOptions: dial, Logger: bufLogger(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() { _ = c.Close() })
+	eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(logs.String(), want) {
+			return errors.New("no refusal logged: " + logs.String())
+		}
+		return nil
+	})
+	return c, logs
 }

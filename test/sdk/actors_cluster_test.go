@@ -145,17 +145,15 @@ func apps(events []actorEvent) []string {
 
 // appProc is one actorapp process.
 type appProc struct {
-	name   string
-	port   int
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
+	*child
+	name string
+	port int
 }
 
 // startActorApp runs the actor app for sidecar s and waits until it serves.
 func startActorApp(t testing.TB, name string, port int, s *sidecar, collectorURL, config string) *appProc {
 	t.Helper()
-	a := &appProc{name: name, port: port, out: &syncBuffer{}, exited: make(chan struct{})}
+	a := &appProc{name: name, port: port}
 	home := t.TempDir()
 	var env []string
 	for _, kv := range sidecarEnv(home) {
@@ -171,17 +169,14 @@ func startActorApp(t testing.TB, name string, port int, s *sidecar, collectorURL
 		"ACTORAPP_COLLECTOR="+collectorURL,
 		"ACTORAPP_CONFIG="+config,
 	)
-	a.cmd = exec.Command(actorApp(t))
-	a.cmd.Dir = home
-	a.cmd.Env = env
-	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	if err := a.cmd.Start(); err != nil {
+	cmd := exec.Command(actorApp(t))
+	cmd.Dir = home
+	cmd.Env = env
+	c, err := startChild(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_ = a.cmd.Wait()
-		close(a.exited)
-	}()
+	a.child = c
 	t.Cleanup(func() {
 		a.stop()
 		if t.Failed() {
@@ -210,20 +205,7 @@ func startActorApp(t testing.TB, name string, port int, s *sidecar, collectorURL
 }
 
 // stop ends the app by its PID: SIGTERM, then SIGKILL.
-func (a *appProc) stop() {
-	select {
-	case <-a.exited:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(5 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-	}
-}
+func (a *appProc) stop() { a.terminate(5 * time.Second) }
 
 // actorHost is a sidecar with its actor app.
 type actorHost struct {
@@ -235,10 +217,8 @@ type actorHost struct {
 
 // kill SIGKILLs the sidecar and then its app, as a crashed host.
 func (h *actorHost) kill() {
-	_ = h.SC.cmd.Process.Kill()
-	<-h.SC.exited
-	_ = h.App.cmd.Process.Kill()
-	<-h.App.exited
+	h.SC.kill()
+	h.App.kill()
 }
 
 // actorCluster is N host sidecars of one app id (replicas), each with its
@@ -775,12 +755,10 @@ func TestSDKActorReminderFailover(t *testing.T) {
 
 // placementNode is one `mecha control-plane` placement process.
 type placementNode struct {
+	*child
 	ID      string
 	Addr    string // placement gRPC host:port
 	Healthz string // http://host:port/healthz
-	cmd     *exec.Cmd
-	out     *syncBuffer
-	exited  chan struct{}
 }
 
 // startPlacementCluster starts three raft placement nodes on free ports and
@@ -796,42 +774,27 @@ func startPlacementCluster(t *testing.T) []*placementNode {
 			ID:      fmt.Sprintf("p%d", i),
 			Addr:    "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			Healthz: "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/healthz",
-			out:     &syncBuffer{},
-			exited:  make(chan struct{}),
 		}
 	}
 	for _, p := range nodes {
 		_, port, _ := strings.Cut(p.Addr, ":")
 		hport := strings.TrimSuffix(strings.TrimPrefix(p.Healthz, "http://127.0.0.1:"), "/healthz")
 		home := t.TempDir()
-		p.cmd = exec.Command(mechaBin, "control-plane",
+		cmd := exec.Command(mechaBin, "control-plane",
 			"--placement-id", p.ID,
 			"--placement-peers", strings.Join(peers, ","),
 			"--placement-port", port,
 			"--healthz-port", hport,
 			"--placement-raft-dir", filepath.Join(home, "raft"))
-		p.cmd.Dir = home
-		p.cmd.Env = sidecarEnv(home)
-		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-		if err := p.cmd.Start(); err != nil {
+		cmd.Dir = home
+		cmd.Env = sidecarEnv(home)
+		c, err := startChild(cmd)
+		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			_ = p.cmd.Wait()
-			close(p.exited)
-		}()
+		p.child = c
 		t.Cleanup(func() {
-			select {
-			case <-p.exited:
-			default:
-				_ = p.cmd.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-p.exited:
-				case <-time.After(10 * time.Second):
-					_ = p.cmd.Process.Kill()
-					<-p.exited
-				}
-			}
+			p.terminate(10 * time.Second)
 			if strings.Contains(p.out.String(), "WARNING: DATA RACE") {
 				t.Errorf("placement node %s reported a data race", p.ID)
 			}
@@ -959,8 +922,7 @@ func TestSDKActorPlacementFailover(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	killed := time.Now()
-	_ = old.cmd.Process.Kill()
-	<-old.exited
+	old.kill()
 	var rest []*placementNode
 	for _, p := range nodes {
 		if p != old {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,24 +90,13 @@ func startPlacement(t *testing.T) string {
 	cmd := exec.Command(mechaBin, "control-plane", "--placement-port", strconv.Itoa(port), "--healthz-port", strconv.Itoa(healthz))
 	cmd.Dir = home
 	cmd.Env = sidecarEnv(home)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	cp, err := startChild(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
+	out, exited := cp.out, cp.exited
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		cp.terminate(10 * time.Second)
 		if t.Failed() {
 			t.Logf("control plane output:\n%s", out.String())
 		}

@@ -149,10 +149,53 @@ type sidecar struct {
 	GRPCAddr     string // 127.0.0.1:<port>
 	ResourcesDir string
 
+	*child
+}
+
+// child is a process a test started, stopped only by its PID: its
+// combined output, and exited, closed once it has ended (cmd.ProcessState
+// is set by then).
+type child struct {
 	cmd    *exec.Cmd
 	out    *syncBuffer
 	exited chan struct{}
-	state  *os.ProcessState
+}
+
+// startChild starts cmd with its stdout and stderr in a buffer.
+func startChild(cmd *exec.Cmd) (*child, error) {
+	c := &child{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// terminate ends the process: SIGTERM, then SIGKILL if it has not exited
+// after grace. It is idempotent.
+func (c *child) terminate(grace time.Duration) {
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(grace):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// kill SIGKILLs the process, as a crash, and waits for its end.
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.exited
 }
 
 // syncBuffer collects the process output; exec copies into it from its own
@@ -250,8 +293,6 @@ func launch(t testing.TB, cfg sidecarConfig, resDir string) (*sidecar, error) {
 		HTTPPort:     freePort(t),
 		GRPCPort:     freePort(t),
 		ResourcesDir: resDir,
-		out:          &syncBuffer{},
-		exited:       make(chan struct{}),
 	}
 	for s.GRPCPort == s.HTTPPort {
 		s.GRPCPort = freePort(t)
@@ -268,19 +309,14 @@ func launch(t testing.TB, cfg sidecarConfig, resDir string) (*sidecar, error) {
 	}
 	args = append(args, cfg.Args...)
 	home := t.TempDir()
-	s.cmd = exec.Command(mechaBin, args...)
-	s.cmd.Dir = home
-	s.cmd.Env = append(sidecarEnv(home), cfg.Env...)
-	s.cmd.Stdout = s.out
-	s.cmd.Stderr = s.out
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command(mechaBin, args...)
+	cmd.Dir = home
+	cmd.Env = append(sidecarEnv(home), cfg.Env...)
+	c, err := startChild(cmd)
+	if err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = s.cmd.Wait()
-		s.state = s.cmd.ProcessState
-		close(s.exited)
-	}()
+	s.child = c
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
@@ -314,28 +350,14 @@ func sidecarEnv(home string) []string {
 
 // stop ends the process by its PID: SIGTERM, then SIGKILL if it has not
 // exited after a grace period. It is idempotent.
-func (s *sidecar) stop() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-		return
-	case <-time.After(10 * time.Second):
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-}
+func (s *sidecar) stop() { s.terminate(10 * time.Second) }
 
 // waitExit waits up to d for the process to exit on its own and returns its
 // exit code.
 func (s *sidecar) waitExit(d time.Duration) (int, bool) {
 	select {
 	case <-s.exited:
-		return s.state.ExitCode(), true
+		return s.cmd.ProcessState.ExitCode(), true
 	case <-time.After(d):
 		return 0, false
 	}
@@ -376,7 +398,7 @@ func (s *sidecar) waitHTTP(path string, want int, timeout time.Duration) error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("sidecar exited (%v) before GET %s answered %d", s.state, path, want)
+			return fmt.Errorf("sidecar exited (%v) before GET %s answered %d", s.cmd.ProcessState, path, want)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 200*time.Millisecond)

@@ -204,18 +204,26 @@ func (p *Provider) StartCallLocal(ctx context.Context, fullMethod, method string
 	if p == nil || p.off {
 		return ctx, noopSpan
 	}
-	in, _ := metadata.FromIncomingContext(ctx)
-	sc, ok := fromGRPC(in)
-	if !ok {
-		sc, _ = fromMD(md)
-	}
-	ctx = trace.ContextWithRemoteSpanContext(p.ContextWith(ctx), sc)
+	ctx = p.continueCaller(ctx, md)
 	ctx, span := p.start(ctx, "CallLocal/"+p.appID+"/"+method, trace.SpanKindServer)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(AttrRPCSystem, "grpc", AttrRPCService, ServiceInvocation, AttrRPCMethod, fullMethod,
 			AttrDaprInvokeMethod, method, AttrDaprProtocol, "grpc", AttrDaprAPI, fullMethod)...)
 	}
 	return ctx, span
+}
+
+// continueCaller is ctx carrying p and, as the remote parent, the span
+// context of the sidecar that sent the call: from the call's gRPC
+// metadata (grpc-trace-bin, traceparent), else from the invocation's own
+// metadata md.
+func (p *Provider) continueCaller(ctx context.Context, md invokemsg.MD) context.Context {
+	in, _ := metadata.FromIncomingContext(ctx)
+	sc, ok := fromGRPC(in)
+	if !ok {
+		sc, _ = fromMD(md)
+	}
+	return trace.ContextWithRemoteSpanContext(p.ContextWith(ctx), sc)
 }
 
 // actorAttrs are the attributes of a span of a call to actor method of
@@ -248,12 +256,7 @@ func (p *Provider) StartCallActor(ctx context.Context, fullMethod, typ, id, meth
 	if p == nil || p.off {
 		return ctx, noopSpan
 	}
-	in, _ := metadata.FromIncomingContext(ctx)
-	sc, ok := fromGRPC(in)
-	if !ok {
-		sc, _ = fromMD(md)
-	}
-	ctx = trace.ContextWithRemoteSpanContext(p.ContextWith(ctx), sc)
+	ctx = p.continueCaller(ctx, md)
 	ctx, span := p.start(ctx, "CallActor/"+typ+"/"+method, trace.SpanKindServer)
 	if span.IsRecording() {
 		span.SetAttributes(actorAttrs(typ, id, method, AttrRPCSystem, "grpc", AttrRPCService, ServiceInvocation,
