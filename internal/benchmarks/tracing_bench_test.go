@@ -112,8 +112,9 @@ func tracedSidecar(b *testing.B, c tracingCase) (*mechatest.Sidecar, *tracingtes
 
 // BenchmarkStateHTTPTracing is BenchmarkStateHTTP's save+get pair with
 // tracing off (no spec.tracing), at samplingRate 0 (trace context
-// propagated, nothing recorded), 0.1 and 1 (every pair is four spans: two
-// API server spans and two state store spans, all exported).
+// propagated, nothing recorded), 0.1 and 1 (every pair is two spans, the
+// API server spans, each with its store call as db.operation, all
+// exported).
 // seq is one client in a loop (latency); par is 16 concurrent clients
 // (throughput on the machine's cores, shared with the client). spans/op
 // is what the receiver got per pair, for the rate-1 case.

@@ -66,3 +66,43 @@ func TestStoreSpan(t *testing.T) {
 		t.Fatal("a span of an unsampled trace reached the processors")
 	}
 }
+
+// TestStoreCallOfAnAPISpan: a store operation made straight from an API
+// request's server span is that span's db.operation, not a span of its
+// own; under a span of another kind it is a store span.
+func TestStoreCallOfAnAPISpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	p := &Provider{tp: tp, tracer: tp.Tracer(TracerName), procs: []sdktrace.SpanProcessor{rec}, res: resource.NewSchemaless()}
+	ctx := p.ContextWith(context.Background())
+
+	sctx, api := p.start(ctx, "POST /v1.0/state/{store}", trace.SpanKindServer)
+	if _, span := StartState(sctx, "statestore", "set"); span.IsRecording() {
+		t.Fatal("the store call of an API span is a span of its own")
+	}
+	api.End()
+	cctx, consumer := p.start(ctx, "pubsub/orders", trace.SpanKindConsumer)
+	_, store := StartState(cctx, "statestore", "get")
+	store.End()
+	consumer.End()
+
+	ended := rec.Ended()
+	if len(ended) != 3 {
+		t.Fatalf("%d spans ended, want 3 (API, store, consumer)", len(ended))
+	}
+	if ended[0].Name() != "POST /v1.0/state/{store}" || attr(ended[0], AttrDBOperation) != "set" {
+		t.Errorf("API span %q has db.operation %q, want set", ended[0].Name(), attr(ended[0], AttrDBOperation))
+	}
+	if ended[1].Name() != "state.get statestore" || ended[1].Parent().SpanID() != consumer.SpanContext().SpanID() {
+		t.Errorf("span %q under %v, want the store span under the consumer span", ended[1].Name(), ended[1].Parent().SpanID())
+	}
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.AsString()
+		}
+	}
+	return ""
+}
