@@ -12,6 +12,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/metadata"
 	"github.com/mecha-dev/mecha/internal/placement/client"
 	"github.com/mecha-dev/mecha/internal/placement/ring"
+	"github.com/mecha-dev/mecha/internal/telemetry/metrics"
 )
 
 // initActors creates the actor runtime: enabled by a placement
@@ -26,6 +27,9 @@ func (r *Runtime) initActors() {
 		Resiliency: r.resiliency,
 		Logger:     r.log.With(slog.String("scope", "mecha.runtime.actors")),
 	}
+	if r.mx.m != nil {
+		o.Metrics = r.mx.m
+	}
 	if r.opts.ActorTuning != nil {
 		r.opts.ActorTuning(&o)
 	}
@@ -33,6 +37,15 @@ func (r *Runtime) initActors() {
 		r.log.Info("the app speaks gRPC: it can call actors but hosts none (Dapr's AppCallback has no actor methods)")
 	}
 	r.actors = actors.New(o)
+	if o.Placement != nil {
+		r.mx.m.ObserveActors(func() map[string]metrics.ActorGauge {
+			out := map[string]metrics.ActorGauge{}
+			for typ, g := range r.actors.Gauges() {
+				out[typ] = metrics.ActorGauge(g)
+			}
+			return out
+		})
+	}
 	r.meta.SetActorRuntime(func() metadata.ActorRuntime {
 		s := r.actors.Status()
 		out := metadata.ActorRuntime{Status: s.RuntimeStatus, HostReady: s.HostReady, Placement: s.Placement, TableVersion: s.TableVersion}

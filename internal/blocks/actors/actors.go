@@ -67,6 +67,9 @@ type Options struct {
 	// pre-lock policy around each call, the post-lock one around the
 	// call to the app. nil applies none.
 	Resiliency *resiliency.Provider
+	// Metrics receives activations, deactivations, firings and table
+	// operations; nil records nothing.
+	Metrics Metrics
 }
 
 // Defaults of Options.
@@ -112,6 +115,7 @@ type Block struct {
 	log     *slog.Logger
 	maxBody int64
 	res     *resiliency.Provider
+	mx      Metrics
 
 	readyTimeout    time.Duration
 	retryTimeout    time.Duration
@@ -167,10 +171,13 @@ func New(o Options) *Block {
 	if o.NotFoundTimeout <= 0 {
 		o.NotFoundTimeout = DefaultNotFoundTimeout
 	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Block{
 		appID: o.AppID, address: o.Address, app: o.App, remote: o.Remote, log: o.Logger, maxBody: o.MaxBodySize,
-		res:          o.Resiliency,
+		res: o.Resiliency, mx: o.Metrics,
 		readyTimeout: o.ReadyTimeout, retryTimeout: o.RetryTimeout, notFoundTimeout: o.NotFoundTimeout,
 		newPlacement: o.Placement,
 		gate:         newGate(o.LockTimeout), table: newTable(), sched: newScheduler(),
@@ -179,6 +186,7 @@ func New(o Options) *Block {
 		ready: make(chan struct{}), ctx: ctx, cancel: cancel,
 		loadKick: make(chan struct{}, 1),
 	}
+	b.table.activated = o.Metrics.ActorActivated
 	if o.Placement == nil {
 		b.placementErr = apierr.ActorNoPlacement.New("placement service is not configured")
 	}
@@ -399,10 +407,16 @@ func (b *Block) drainTimeout(typ string) time.Duration {
 }
 
 // OnLock implements Hooks.
-func (b *Block) OnLock() { b.gate.lock() }
+func (b *Block) OnLock() {
+	b.mx.ActorTableOperation("lock")
+	b.gate.lock()
+}
 
 // OnUnlock implements Hooks.
-func (b *Block) OnUnlock() { b.gate.unlock() }
+func (b *Block) OnUnlock() {
+	b.mx.ActorTableOperation("unlock")
+	b.gate.unlock()
+}
 
 // OnUpdate implements Hooks: actors and reminders that moved away stop
 // here before calls resume, and the reminders that moved here are loaded.
@@ -411,6 +425,7 @@ func (b *Block) OnUnlock() { b.gate.unlock() }
 // timeout; the app hears of the deactivation right after, in the
 // background.
 func (b *Block) OnUpdate(version uint64) {
+	b.mx.ActorTableOperation("update")
 	var wg sync.WaitGroup
 	for _, a := range b.table.all() {
 		if addr, ok := b.placement.Lookup(a.typ, a.id); ok && addr == b.address {
@@ -419,6 +434,7 @@ func (b *Block) OnUpdate(version uint64) {
 		wg.Go(func() {
 			tell := b.stop(b.ctx, a, false, min(b.drainTimeout(a.typ), maxRebalanceDrain))
 			if tell != nil {
+				b.mx.ActorRebalanced(a.typ)
 				b.wg.Go(tell)
 			}
 		})
@@ -482,8 +498,10 @@ func (b *Block) stop(ctx context.Context, a *actor, idleOnly bool, drain time.Du
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deactivateTimeout)
 		defer cancel()
 		if err := b.deactivateApp(dctx, a.typ, a.id); err != nil {
+			b.mx.ActorDeactivated(a.typ, failReason(err))
 			b.log.Warn("the app failed to deactivate an actor", "type", a.typ, "id", a.id, "error", err)
 		} else {
+			b.mx.ActorDeactivated(a.typ, "")
 			b.log.Debug("actor deactivated", "type", a.typ, "id", a.id)
 		}
 	}

@@ -163,6 +163,13 @@ type callbackBody struct {
 // fireApp calls PUT /actors/{type}/{id}/method/{kind}/{name} with the
 // callback body. cancel reports the app's X-DaprReminderCancel: true.
 func (b *Block) fireApp(ctx context.Context, typ, id, kind, name string, body callbackBody, rid string) (cancel bool, err error) {
+	defer func() {
+		if kind == "timer" {
+			b.mx.ActorTimerFired(typ, err == nil)
+		} else {
+			b.mx.ActorReminderFired(typ, err == nil)
+		}
+	}()
 	data, err := json.Marshal(body)
 	if err != nil {
 		return false, err

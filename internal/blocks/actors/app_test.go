@@ -108,6 +108,9 @@ func (a *actorApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	if r.Method == http.MethodDelete && len(parts) == 2 {
 		a.record(event{Kind: "deactivate", Type: typ, ID: id})
+		if strings.HasPrefix(id, "faildeact") {
+			http.Error(w, "cannot deactivate", http.StatusInternalServerError)
+		}
 		return
 	}
 	if r.Method != http.MethodPut || len(parts) != 4 || parts[2] != "method" {
@@ -133,6 +136,9 @@ func (a *actorApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.record(event{Kind: kind, Type: typ, ID: id, Name: name, Body: body})
 		if strings.HasPrefix(name, "cancel") && a.count(kind, typ, id, name) >= 2 {
 			w.Header().Set("X-DaprReminderCancel", "true")
+		}
+		if strings.HasPrefix(name, "fail") {
+			http.Error(w, "boom", http.StatusInternalServerError)
 		}
 		return
 	}
@@ -192,6 +198,10 @@ func (a *actorApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "slow":
 		time.Sleep(300 * time.Millisecond)
 		fmt.Fprint(w, "slow done")
+	case "hold":
+		// Holds the turn long enough for a test to look at the calls
+		// queued behind it, even on a loaded machine.
+		time.Sleep(1500 * time.Millisecond)
 	default:
 		http.Error(w, "no method "+method, http.StatusNotFound)
 	}

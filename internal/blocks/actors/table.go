@@ -15,6 +15,8 @@ type table struct {
 	mu           sync.Mutex
 	actors       map[string]*actor
 	deactivating map[string]chan struct{}
+	// activated is told of each new activation (metrics); may be nil.
+	activated func(typ string)
 }
 
 func newTable() *table {
@@ -43,6 +45,9 @@ func (t *table) getOrCreate(ctx context.Context, typ, id string) (*actor, error)
 		a := newActor(typ, id)
 		t.actors[key] = a
 		t.mu.Unlock()
+		if t.activated != nil {
+			t.activated(typ)
+		}
 		return a, nil
 	}
 }

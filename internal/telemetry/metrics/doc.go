@@ -28,6 +28,12 @@
 //     _ingress_*.
 //   - ComponentInitialized / ComponentInitFailed:
 //     dapr_runtime_component_loaded, _init_total, _init_fail_total.
+//   - The actor runtime's events (it takes *Metrics as its actors.Metrics):
+//     dapr_runtime_actor_activated_total, _deactivated_total,
+//     _deactivated_failed_total, _rebalanced_total, _timers_fired_total,
+//     _reminders_fired_total, _table_operation_recv_total; ObserveActors
+//     reads its gauges at scrape time (_pending_actor_calls, _timers,
+//     _reminders), rather than every call updating them.
 //
 // Latencies are milliseconds with daprd's default buckets; sizes use
 // daprd's byte buckets.

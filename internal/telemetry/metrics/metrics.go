@@ -63,10 +63,11 @@ type Metrics struct {
 	invoke     invokeMetrics
 	component  componentMetrics
 	pubsub     pubsubMetrics
+	actors     actorMetrics
 
-	// Bounded label values: client-chosen paths, gRPC methods, topics and
-	// app ids.
-	paths, methods, topics, apps bounded
+	// Bounded label values: client-chosen paths, gRPC methods, topics,
+	// app ids and actor types.
+	paths, methods, topics, apps, actorTypes bounded
 }
 
 // New creates the registry with every collector, and Go and process
@@ -79,7 +80,7 @@ func New(o Options) *Metrics {
 		o.MaxPaths = DefaultMaxPaths
 	}
 	m := &Metrics{o: o, reg: prometheus.NewRegistry()}
-	for _, b := range []*bounded{&m.paths, &m.methods, &m.topics, &m.apps} {
+	for _, b := range []*bounded{&m.paths, &m.methods, &m.topics, &m.apps, &m.actorTypes} {
 		b.max = o.MaxPaths
 	}
 	f := factory{reg: m.reg, appID: o.AppID, latency: o.LatencyBuckets}
@@ -90,6 +91,7 @@ func New(o Options) *Metrics {
 	m.invoke = newInvokeMetrics(f)
 	m.component = newComponentMetrics(f)
 	m.pubsub = newPubsubMetrics(f, o.Namespace)
+	m.actors = newActorMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +19,6 @@ import (
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,6 +26,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/mechatest"
 	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/telemetry/metrics/metricstest"
 )
 
 // withMetrics turns the endpoint on, on a free loopback port.
@@ -39,118 +35,34 @@ func withMetrics(o *runtime.Options) {
 }
 
 // families is one scrape, by metric name.
-type families map[string]*dto.MetricFamily
+type families = metricstest.Families
 
-// scrape GETs /metrics from the sidecar's endpoint and parses it with the
-// Prometheus text parser.
-func scrape(t *testing.T, s *mechatest.Sidecar) families {
-	t.Helper()
-	addr := s.RT.MetricsAddr()
-	if addr == "" {
-		t.Fatal("the sidecar serves no metrics endpoint")
-	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
-	}
-	return fams
-}
-
-// value is the sample of name whose labels are exactly want (a counter's
-// value, a histogram's sample count); ok is false when there is none.
-func (f families) value(name string, want map[string]string) (float64, bool) {
-	fam := f[name]
-	if fam == nil {
-		return 0, false
-	}
-	for _, m := range fam.GetMetric() {
-		if len(m.GetLabel()) != len(want) {
-			continue
-		}
-		match := true
-		for _, l := range m.GetLabel() {
-			if v, ok := want[l.GetName()]; !ok || v != l.GetValue() {
-				match = false
-				break
-			}
-		}
-		if !match {
-			continue
-		}
-		switch fam.GetType() {
-		case dto.MetricType_COUNTER:
-			return m.GetCounter().GetValue(), true
-		case dto.MetricType_HISTOGRAM:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		case dto.MetricType_GAUGE:
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
-// series lists the label sets of name, for failure messages.
-func (f families) series(name string) string {
-	var out []string
-	for _, m := range f[name].GetMetric() {
-		var ls []string
-		for _, l := range m.GetLabel() {
-			ls = append(ls, l.GetName()+"="+l.GetValue())
-		}
-		out = append(out, "{"+strings.Join(ls, ",")+"}")
-	}
-	sort.Strings(out)
-	return strings.Join(out, " ")
-}
-
+// expect is one sample a test wants (metricstest.Expect, short to write).
 type expect struct {
 	name   string
 	labels map[string]string
 	want   float64
 }
 
-func (f families) check(t *testing.T, cases []expect) {
-	t.Helper()
-	for _, c := range cases {
-		got, ok := f.value(c.name, c.labels)
-		if !ok || got != c.want {
-			t.Errorf("%s%v = %v (present %v), want %v; series: %s", c.name, c.labels, got, ok, c.want, f.series(c.name))
-		}
+func expects(cases []expect) []metricstest.Expect {
+	out := make([]metricstest.Expect, len(cases))
+	for i, c := range cases {
+		out[i] = metricstest.Expect{Name: c.name, Labels: c.labels, Want: c.want}
 	}
+	return out
 }
 
-// mismatch describes the first case f does not satisfy ("" when all do).
-func (f families) mismatch(cases []expect) string {
-	for _, c := range cases {
-		if got, ok := f.value(c.name, c.labels); !ok || got != c.want {
-			return fmt.Sprintf("%s%v = %v (present %v), want %v; series: %s", c.name, c.labels, got, ok, c.want, f.series(c.name))
-		}
-	}
-	return ""
+// scrape GETs and parses the sidecar's /metrics.
+func scrape(t *testing.T, s *mechatest.Sidecar) families {
+	t.Helper()
+	return metricstest.Scrape(t, s.RT.MetricsAddr())
 }
 
 // eventually scrapes s until every case holds: a gRPC server records a
 // call once it has sent the status, which the client may see first.
 func eventually(t *testing.T, s *mechatest.Sidecar, cases []expect) families {
 	t.Helper()
-	var f families
-	mechatest.Eventually(t, 5*time.Second, func() error {
-		f = scrape(t, s)
-		if m := f.mismatch(cases); m != "" {
-			return errors.New(m)
-		}
-		return nil
-	})
-	return f
+	return metricstest.Wait(t, s.RT.MetricsAddr(), 5*time.Second, expects(cases))
 }
 
 func labels(kv ...string) map[string]string {
@@ -255,8 +167,8 @@ func TestSidecarMetrics(t *testing.T) {
 	var f families
 	mechatest.Eventually(t, 10*time.Second, func() error {
 		f = scrape(t, shop)
-		if _, ok := f.value("dapr_component_pubsub_ingress_count", ingress); !ok {
-			return fmt.Errorf("no ingress yet: %s", f.series("dapr_component_pubsub_ingress_count"))
+		if _, ok := f.Value("dapr_component_pubsub_ingress_count", ingress); !ok {
+			return fmt.Errorf("no ingress yet: %s", f.Series("dapr_component_pubsub_ingress_count"))
 		}
 		return nil
 	})
@@ -411,9 +323,9 @@ func TestConfigurationMetricSpec(t *testing.T) {
 	low := mechatest.Start(t, config("    http:\n      increasedCardinality: false\n    latencyDistributionBuckets: [7, 70]\n"), mechatest.InMemory)
 	low.Do(t, "GET", "/v1.0/state/statestore/k", nil)
 	f := scrape(t, low)
-	f.check(t, []expect{
+	f.Check(t, expects([]expect{
 		{"dapr_http_server_request_count", labels("app_id", "myapp", "method", "GET", "path", "", "status", "204"), 1},
-	})
+	}))
 	if _, ok := f["dapr_http_server_response_count"]; ok {
 		t.Error("dapr_http_server_response_count kept with increasedCardinality: false")
 	}
