@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,19 +21,23 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/actors/actorstest"
 	"github.com/mecha-dev/mecha/internal/mechatest"
 	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/telemetry/metrics/metricstest"
 )
 
 // flakyActors is an actor app hosting Flaky, Slow and Breaker. Methods:
 // "flaky" fails (500 "boom") the first failures calls of each actor id,
 // then answers "ok"; "fail" always fails unless healthy is set; "hang"
 // answers after 5 s (or when the call is abandoned); "ok" answers "ok";
-// "domain" answers an actor error. Anything else is 404.
+// "domain" answers an actor error. Timer and reminder callbacks named
+// "hang" hang like "hang" and record how long the sidecar waited before
+// abandoning them; other callbacks answer at once. Anything else is 404.
 type flakyActors struct {
 	failures int
 	healthy  atomic.Bool
 
-	mu    sync.Mutex
-	calls map[string]int // "type/id/method" → calls received
+	mu        sync.Mutex
+	calls     map[string]int // "type/id/method" → calls received
+	abandoned []time.Duration
 }
 
 func (f *flakyActors) count(typ, id, method string) int {
@@ -46,7 +51,7 @@ func (f *flakyActors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"entities":["Flaky","Slow","Breaker"],"actorIdleTimeout":"1h","actorScanInterval":"1h"}`)
 		return
 	}
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/actors/"), "/")
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/actors/"), "/", 4)
 	if len(parts) != 4 || parts[2] != "method" {
 		return // health checks, deactivations
 	}
@@ -78,13 +83,27 @@ func (f *flakyActors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(5 * time.Second):
 		}
 		io.WriteString(w, "late")
+	case "timer/hang", "remind/hang":
+		start := time.Now()
+		// Read to the end, so that the server notices the sidecar
+		// hanging up and cancels the request's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			f.mu.Lock()
+			f.abandoned = append(f.abandoned, time.Since(start))
+			f.mu.Unlock()
+		case <-time.After(5 * time.Second):
+		}
 	case "ok":
 		io.WriteString(w, "ok")
 	case "domain":
 		w.Header().Set("X-DaprErrorResponseHeader", "true")
 		io.WriteString(w, `{"error":"domain"}`)
 	default:
-		http.NotFound(w, r)
+		if !strings.HasPrefix(method, "timer/") && !strings.HasPrefix(method, "remind/") {
+			http.NotFound(w, r)
+		}
 	}
 }
 
@@ -359,4 +378,47 @@ func TestActorCircuitBreaker(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestActorTimerAndReminderTimeout: the post-lock timeout of an actor type
+// also bounds its timer and reminder callbacks: a callback that hangs is
+// abandoned at the 300ms timeout, the actor's turn is free again right
+// after, and the firing counts as failed (dapr_runtime_actor_*_fired_total
+// with success "false").
+func TestActorTimerAndReminderTimeout(t *testing.T) {
+	c := actorstest.NewCluster()
+	app := &flakyActors{}
+	store := sqliteStore(t, filepath.Join(t.TempDir(), "state.db"))
+	n := startActorHost(t, c, "slowtimers", app, store, actorPolicies)
+
+	for _, p := range []string{"/v1.0/actors/Slow/tm/timers/hang", "/v1.0/actors/Slow/rm/reminders/hang"} {
+		if r := n.Do(t, http.MethodPost, p, `{"dueTime":"0s","period":"1h"}`); r.Status != http.StatusNoContent {
+			t.Fatalf("POST %s: %d %s", p, r.Status, r.Body)
+		}
+	}
+	var waited []time.Duration
+	mechatest.Eventually(t, 5*time.Second, func() error {
+		app.mu.Lock()
+		waited = slices.Clone(app.abandoned)
+		app.mu.Unlock()
+		if len(waited) < 2 {
+			return fmt.Errorf("%d callbacks abandoned, want the timer's and the reminder's", len(waited))
+		}
+		return nil
+	})
+	for _, d := range waited {
+		if d < 250*time.Millisecond || d > 2*time.Second {
+			t.Errorf("a hanging callback was abandoned after %v, want about the 300ms timeout", d)
+		}
+	}
+	for _, id := range []string{"tm", "rm"} {
+		start := time.Now()
+		if r := invoke(t, n, "Slow", id, "ok", ""); r.Status != http.StatusOK || time.Since(start) > time.Second {
+			t.Fatalf("call after a timed-out callback = %d %s in %v: the turn was not released", r.Status, r.Body, time.Since(start))
+		}
+	}
+	metricstest.Wait(t, n.RT.MetricsAddr(), 5*time.Second, []metricstest.Expect{
+		{Name: "dapr_runtime_actor_timers_fired_total", Labels: labels("app_id", "slowtimers", "actor_type", "Slow", "success", "false"), Want: 1},
+		{Name: "dapr_runtime_actor_reminders_fired_total", Labels: labels("app_id", "slowtimers", "actor_type", "Slow", "success", "false"), Want: 1},
+	})
 }
