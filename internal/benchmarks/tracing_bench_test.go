@@ -92,22 +92,28 @@ func BenchmarkStateHandlersTracing(b *testing.B) {
 // receiver only scans the bytes instead of decoding them, as a collector
 // on another machine would cost the sidecar nothing).
 func tracedSidecar(b *testing.B, c tracingCase) (*mechatest.Sidecar, *tracingtest.Receiver) {
-	configure := quiet
-	var rcv *tracingtest.Receiver
-	if c.rate != "" {
-		rcv = tracingtest.StartCounter(b)
-		doc := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n    samplingRate: \"" + c.rate + "\"\n" +
-			"    otel:\n      endpointAddress: \"" + rcv.Addr() + "\"\n      isSecure: false\n      protocol: grpc\n"
-		f := filepath.Join(b.TempDir(), "config.yaml")
-		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		configure = func(o *runtime.Options) {
-			quiet(o)
-			o.ConfigFiles = []string{f}
-		}
-	}
+	configure, rcv := tracingConfig(b, c)
 	return mechatest.Start(b, configure, mechatest.InMemory), rcv
+}
+
+// tracingConfig is the sidecar options of c (quiet, and at a rate the
+// Configuration file exporting to a new counting receiver, returned; nil
+// when tracing is off), for any number of sidecars sharing that receiver.
+func tracingConfig(b *testing.B, c tracingCase) (func(*runtime.Options), *tracingtest.Receiver) {
+	if c.rate == "" {
+		return quiet, nil
+	}
+	rcv := tracingtest.StartCounter(b)
+	doc := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: tracing\nspec:\n  tracing:\n    samplingRate: \"" + c.rate + "\"\n" +
+		"    otel:\n      endpointAddress: \"" + rcv.Addr() + "\"\n      isSecure: false\n      protocol: grpc\n"
+	f := filepath.Join(b.TempDir(), "config.yaml")
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return func(o *runtime.Options) {
+		quiet(o)
+		o.ConfigFiles = []string{f}
+	}, rcv
 }
 
 // BenchmarkStateHTTPTracing is BenchmarkStateHTTP's save+get pair with
@@ -132,7 +138,7 @@ func BenchmarkStateHTTPTracing(b *testing.B) {
 				httpSaveGet(b, cl, s.URL, &buf)
 			}
 			reportCPU(b, cpu)
-			reportSpans(b, s, rcv)
+			reportSpans(b, rcv, s)
 		})
 		b.Run(c.name+"/par", func(b *testing.B) {
 			s, rcv := tracedSidecar(b, c)
@@ -148,7 +154,7 @@ func BenchmarkStateHTTPTracing(b *testing.B) {
 				}
 			})
 			reportCPU(b, cpu)
-			reportSpans(b, s, rcv)
+			reportSpans(b, rcv, s)
 		})
 	}
 }
@@ -168,13 +174,15 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
-// reportSpans stops the timer, closes the sidecar (which flushes its
-// exporter) and reports the spans received per pair.
-func reportSpans(b *testing.B, s *mechatest.Sidecar, rcv *tracingtest.Receiver) {
+// reportSpans stops the timer, closes the sidecars (which flushes their
+// exporters) and reports the spans received per iteration.
+func reportSpans(b *testing.B, rcv *tracingtest.Receiver, sidecars ...*mechatest.Sidecar) {
 	b.StopTimer()
 	if rcv == nil {
 		return
 	}
-	_ = s.RT.Close(b.Context())
+	for _, s := range sidecars {
+		_ = s.RT.Close(b.Context())
+	}
 	b.ReportMetric(float64(rcv.Count())/float64(b.N), "spans/op")
 }
