@@ -256,13 +256,42 @@ func (b *Block) Close(ctx context.Context) error {
 	b.cancel()
 	b.sched.stop()
 	b.wg.Wait()
+	// Stop every actor at once (each waits up to its drain timeout for
+	// its current call), then tell the app, a few DELETEs at a time and
+	// only while ctx lasts: a host with many actors must not hold the
+	// shutdown past its grace period, nor flood the app.
+	tells := make(chan func(context.Context), closeWorkers)
+	var workers sync.WaitGroup
+	var untold atomic.Int64
+	for range closeWorkers {
+		workers.Go(func() {
+			for tell := range tells {
+				if ctx.Err() != nil {
+					untold.Add(1)
+				}
+				tell(ctx)
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	for _, a := range b.table.all() {
-		wg.Go(func() { b.deactivate(ctx, a, false, b.drainTimeout(a.typ)) })
+		wg.Go(func() {
+			if tell := b.stop(ctx, a, false, b.drainTimeout(a.typ)); tell != nil {
+				tells <- tell
+			}
+		})
 	}
 	wg.Wait()
+	close(tells)
+	workers.Wait()
+	if n := untold.Load(); n > 0 {
+		b.log.Warn("shutdown grace period over: the app was not told of some actors' deactivation", "actors", n)
+	}
 	return nil
 }
+
+// closeWorkers is how many deactivations Close tells the app of at once.
+const closeWorkers = 16
 
 // run reads the configuration and runs the placement until Close.
 func (b *Block) run() {
@@ -435,7 +464,8 @@ func (b *Block) OnUpdate(version uint64) {
 			tell := b.stop(b.ctx, a, false, min(b.drainTimeout(a.typ), maxRebalanceDrain))
 			if tell != nil {
 				b.mx.ActorRebalanced(a.typ)
-				b.wg.Go(tell)
+				// Told even if the sidecar starts shutting down meanwhile.
+				b.wg.Go(func() { tell(context.WithoutCancel(b.ctx)) })
 			}
 		})
 	}
@@ -459,15 +489,16 @@ func (b *Block) deactivate(ctx context.Context, a *actor, idleOnly bool, drain t
 	if tell == nil {
 		return false
 	}
-	tell()
+	tell(ctx)
 	return true
 }
 
 // stop ends an activation: no new turn starts, the current one gets up to
 // drain to finish, and its timers stop. It returns the function that tells
-// the app (DELETE /actors/{type}/{id}) and releases the actor's key for a
-// new activation; nil when the activation was left alone.
-func (b *Block) stop(ctx context.Context, a *actor, idleOnly bool, drain time.Duration) func() {
+// the app (DELETE /actors/{type}/{id}, bounded by its ctx and
+// deactivateTimeout; not at all once ctx is done) and releases the actor's
+// key for a new activation; nil when the activation was left alone.
+func (b *Block) stop(ctx context.Context, a *actor, idleOnly bool, drain time.Duration) func(context.Context) {
 	drained, ok := a.kill(idleOnly)
 	if !ok {
 		return nil
@@ -490,12 +521,12 @@ func (b *Block) stop(ctx context.Context, a *actor, idleOnly bool, drain time.Du
 			t.Stop()
 		}
 	}
-	return func() {
+	return func(ctx context.Context) {
 		defer done()
-		if b.app == nil {
+		if b.app == nil || ctx.Err() != nil {
 			return
 		}
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deactivateTimeout)
+		dctx, cancel := context.WithTimeout(ctx, deactivateTimeout)
 		defer cancel()
 		if err := b.deactivateApp(dctx, a.typ, a.id); err != nil {
 			b.mx.ActorDeactivated(a.typ, failReason(err))
@@ -529,7 +560,7 @@ func (b *Block) scanIdle(ctx context.Context) {
 			return c.IdleTimeout
 		})
 		for _, a := range idle {
-			if b.deactivate(ctx, a, true, 0) {
+			if b.deactivate(context.WithoutCancel(ctx), a, true, 0) {
 				b.log.Debug("idle actor deactivated", "type", a.typ, "id", a.id)
 			}
 		}

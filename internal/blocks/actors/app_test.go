@@ -111,6 +111,12 @@ func (a *actorApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(id, "faildeact") {
 			http.Error(w, "cannot deactivate", http.StatusInternalServerError)
 		}
+		if strings.HasPrefix(id, "slowdeact") {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		}
 		return
 	}
 	if r.Method != http.MethodPut || len(parts) != 4 || parts[2] != "method" {

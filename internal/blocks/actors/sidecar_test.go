@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/blocks/actors"
 	"github.com/mecha-dev/mecha/internal/blocks/actors/actorstest"
 	"github.com/mecha-dev/mecha/internal/mechatest"
+	"github.com/mecha-dev/mecha/internal/runtime"
 )
 
 // TestSingleActivation sends 100 concurrent increments of one counter
@@ -742,4 +744,36 @@ func TestReminderIndexUnderConcurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShutdownGrace: a sidecar whose app is slow to confirm deactivations
+// (3 s each) still stops within its graceful shutdown period (1 s): the
+// app is told of as many as fit, a few at a time, and the rest are
+// dropped with the process rather than holding the shutdown.
+func TestShutdownGrace(t *testing.T) {
+	c := actorstest.NewCluster()
+	store := sqliteStore(t, filepath.Join(t.TempDir(), "state.db"))
+	a := startNodeWith(t, "grace", newActorApp(t, "a", counterConfig("1h", "1h")), store, func(o *runtime.Options) {
+		o.ActorPlacement = c.Placement()
+		o.GracefulShutdown = time.Second
+	})
+	waitHosting(t, a)
+	const n = 100
+	for i := range n {
+		if r := invoke(t, a, "Counter", fmt.Sprintf("slowdeact-%d", i), "incr", ""); r.Status != http.StatusOK {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	}
+	start := time.Now()
+	if err := a.RT.Close(context.Background()); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Fatalf("shutdown took %v with a 1s grace period", d)
+	}
+	told := a.app.count("deactivate", "Counter", "", "")
+	if told == 0 || told > 2*16 {
+		t.Fatalf("the app was told of %d deactivations, want some (at most two rounds of 16 in the grace period)", told)
+	}
+	t.Logf("told of %d of %d deactivations in the grace period", told, n)
 }
