@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/mecha-dev/mecha/internal/blocks/bindings"
 	"github.com/mecha-dev/mecha/internal/telemetry/metrics"
 )
 
@@ -61,6 +62,20 @@ func (r *Runtime) initMetrics() {
 		}
 	}
 	r.mx.m = metrics.New(io)
+}
+
+// observeBlocks gives the state, bindings, secrets and configuration
+// blocks their metrics hooks (daprd's dapr_component_* operation metrics).
+// With metrics off they get none, and their calls read no clock.
+func (r *Runtime) observeBlocks() {
+	m := r.mx.m
+	if m == nil {
+		return
+	}
+	r.state.SetObserver(m.StateOp)
+	r.secrets.SetObserver(m.SecretOp)
+	r.configuration.SetObserver(m.ConfigurationOp)
+	r.bindings.SetObservers(bindings.Observers{Output: m.OutputBindingOp, Input: m.InputBindingEvent})
 }
 
 // serveMetrics opens the endpoint once the sidecar serves. A port that

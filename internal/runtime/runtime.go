@@ -147,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.configuration = configuration.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.configuration")))
 	r.bindings = bindings.New(r.app, r.log.With(slog.String("scope", "mecha.runtime.bindings")))
 	r.bindings.SetStateSaver(r.state.Save)
+	r.observeBlocks()
 	r.initResiliency()
 	app := metadata.AppConnection{Port: opts.AppPort, ChannelAddress: opts.AppChannelAddress, MaxConcurrency: max(opts.AppMaxConcurrency, 0)}
 	if opts.AppPort != 0 {

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mecha-dev/mecha/components"
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
@@ -50,6 +51,8 @@ type Block struct {
 	saveState StateSaver
 	// res supplies the bindings' resiliency policies (nil: none).
 	res *resiliency.Provider
+	// obs are told about calls and deliveries (nil funcs: nothing is).
+	obs Observers
 }
 
 // output is an output binding with its operations, probed once at Add.
@@ -169,3 +172,22 @@ func (b *Block) Close() error {
 // output binding calls, inbound to input binding deliveries to the app.
 // Call it before the block serves; nil (the default) applies none.
 func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }
+
+// Observers are told about the block's work (metrics); a nil func
+// observes nothing and reads no clock.
+type Observers struct {
+	// Output is told about every call of an output binding: the binding,
+	// the operation, whether it succeeded and how long the binding took
+	// (resiliency retries included). A request refused before the binding
+	// is called (no such binding, an operation it does not declare) is not
+	// a call, so clients cannot make up label values.
+	Output func(binding, op string, success bool, elapsed time.Duration)
+	// Input is told about every event of an input binding handed to the
+	// app: whether the app accepted it and how long it took (retries under
+	// the inbound policy, and what the app's answer asks for, included).
+	Input func(binding string, success bool, elapsed time.Duration)
+}
+
+// SetObservers sets the block's observers. Call it before the block
+// serves.
+func (b *Block) SetObservers(o Observers) { b.obs = o }

@@ -121,6 +121,10 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 	// The delivery span continues the trace the event carries.
 	ctx, span := tracing.StartInputBinding(tracing.FromContext(runCtx).ContextWith(ctx), in.name, metaValue(e.Metadata, tracing.TraceParentKey), metaValue(e.Metadata, tracing.TraceStateKey))
 	var answer []byte
+	var start time.Time
+	if b.obs.Input != nil {
+		start = time.Now()
+	}
 	err := b.res.ComponentInbound(in.name, resiliency.Binding).Run(ctx, func(ctx context.Context) (err error) {
 		if b.app.GRPC != nil {
 			answer, err = b.deliverGRPC(runCtx, ctx, in, e)
@@ -130,6 +134,9 @@ func (b *Block) deliver(runCtx, hctx context.Context, in *input, e *cbindings.Ev
 		return err
 	})
 	tracing.End(span, err)
+	if b.obs.Input != nil {
+		b.obs.Input(in.name, err == nil, time.Since(start))
+	}
 	return answer, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	cbindings "github.com/mecha-dev/mecha/components/bindings"
 	"github.com/mecha-dev/mecha/internal/apierr"
@@ -54,10 +55,17 @@ func (b *Block) Invoke(ctx context.Context, req InvokeRequest) (_ *cbindings.Inv
 	// HTTP endpoint receives it as traceparent), as daprd passes its span.
 	tracing.InjectMap(ctx, md)
 	var resp *cbindings.InvokeResponse
+	var start time.Time
+	if b.obs.Output != nil {
+		start = time.Now()
+	}
 	err = b.res.ComponentOutbound(req.Name, resiliency.Binding).Run(ctx, func(ctx context.Context) (err error) {
 		resp, err = o.Invoke(ctx, &cbindings.InvokeRequest{Operation: op, Data: req.Data, Metadata: md})
 		return err
 	})
+	if b.obs.Output != nil {
+		b.obs.Output(req.Name, req.Operation, err == nil, time.Since(start))
+	}
 	if err != nil {
 		return resp, fail(err)
 	}

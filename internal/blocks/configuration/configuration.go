@@ -23,6 +23,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	cconfig "github.com/mecha-dev/mecha/components/configuration"
 	"github.com/mecha-dev/mecha/internal/apierr"
@@ -50,6 +51,8 @@ type Block struct {
 
 	// res supplies the stores' outbound resiliency policies (nil: none).
 	res *resiliency.Provider
+	// observe is told about every store call (nil: nothing is).
+	observe Observer
 }
 
 // New returns an empty block; app may be nil.
@@ -121,9 +124,11 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (map[string]*Item, erro
 		return nil, err
 	}
 	var items map[string]*cconfig.Item
-	err = b.res.ComponentOutbound(req.Store, resiliency.Configuration).Run(ctx, func(ctx context.Context) (err error) {
-		items, err = s.Get(ctx, cconfig.GetRequest{Keys: req.Keys, Metadata: req.Metadata})
-		return err
+	err = b.observed(req.Store, opGet, func() error {
+		return b.res.ComponentOutbound(req.Store, resiliency.Configuration).Run(ctx, func(ctx context.Context) (err error) {
+			items, err = s.Get(ctx, cconfig.GetRequest{Keys: req.Keys, Metadata: req.Metadata})
+			return err
+		})
 	})
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
@@ -149,3 +154,34 @@ func keyList(keys []string) []string {
 // resiliency policies. Call it before the block serves; nil (the default)
 // applies none.
 func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }
+
+// Observer is told about every call the block makes to a store: the
+// store, daprd's operation name (get, subscribe, unsubscribe), whether it
+// succeeded and how long it took (metrics). Every end of a subscription
+// tells its store, and is an unsubscribe: by the API, by a closed gRPC
+// stream, or at shutdown. Requests that name no loaded store never reach
+// one and are not observed.
+type Observer func(store, op string, success bool, elapsed time.Duration)
+
+// SetObserver sets the block's Observer. Call it before the block serves;
+// nil (the default) observes nothing.
+func (b *Block) SetObserver(o Observer) { b.observe = o }
+
+// Operation names, as daprd's metrics label them.
+const (
+	opGet         = "get"
+	opSubscribe   = "subscribe"
+	opUnsubscribe = "unsubscribe"
+)
+
+// observed runs fn, one call to store, and observes it as op: the one
+// place the block's store calls go through.
+func (b *Block) observed(store, op string, fn func() error) error {
+	if b.observe == nil {
+		return fn()
+	}
+	start := time.Now()
+	err := fn()
+	b.observe(store, op, err == nil, time.Since(start))
+	return err
+}

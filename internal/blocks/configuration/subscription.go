@@ -84,10 +84,15 @@ func (s *subscription) handle(ctx context.Context, e *cconfig.UpdateEvent) error
 // goroutine sends the updates to the app.
 func (b *Block) subscribe(ctx context.Context, req SubscribeRequest, comp cconfig.Store, toApp bool) (*subscription, error) {
 	sub := newSubscription(comp)
+	sub.key.store = req.Store
 	// A request abandoned while the store sets the subscription up cancels
 	// the setup.
 	abandon := context.AfterFunc(ctx, sub.cancel)
-	id, err := comp.Subscribe(sub.ctx, cconfig.SubscribeRequest{Keys: req.Keys, Metadata: req.Metadata}, sub.handle)
+	var id string
+	err := b.observed(req.Store, opSubscribe, func() (err error) {
+		id, err = comp.Subscribe(sub.ctx, cconfig.SubscribeRequest{Keys: req.Keys, Metadata: req.Metadata}, sub.handle)
+		return err
+	})
 	if !abandon() && err == nil {
 		err = ctx.Err()
 	}
@@ -134,7 +139,13 @@ func (b *Block) subscribe(ctx context.Context, req SubscribeRequest, comp cconfi
 func (b *Block) unsubscribeStore(sub *subscription, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 	defer cancel()
-	if err := sub.store.Unsubscribe(ctx, id); err != nil && !errors.Is(err, cconfig.ErrSubscriptionNotFound) {
+	err := b.observed(sub.key.store, opUnsubscribe, func() error {
+		if err := sub.store.Unsubscribe(ctx, id); !errors.Is(err, cconfig.ErrSubscriptionNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		b.log.Warn("configuration store failed to end a subscription", "store", sub.key.store, "subscription", id, "error", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/mecha-dev/mecha/components/secretstores"
 	"github.com/mecha-dev/mecha/internal/apierr"
@@ -24,6 +25,8 @@ type Block struct {
 	scopes atomic.Pointer[map[string]*policy]
 	// res supplies the stores' outbound resiliency policies (nil: none).
 	res *resiliency.Provider
+	// observe is told about every store call of the API (nil: nothing is).
+	observe Observer
 }
 
 // New returns an empty block.
@@ -79,7 +82,7 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (map[string]string, err
 		return nil, apierr.SecretPermissionDenied.New("access denied by policy to get %q from %q", req.Name, req.Store)
 	}
 	var data map[string]string
-	err = b.res.ComponentOutbound(req.Store, resiliency.Secretstore).Run(ctx, func(ctx context.Context) (err error) {
+	err = b.call(ctx, req.Store, opGet, func(ctx context.Context) (err error) {
 		data, err = s.Get(ctx, secretstores.GetRequest{Name: req.Name, Metadata: req.Metadata})
 		return err
 	})
@@ -103,7 +106,7 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) (map[string]map
 		return nil, err
 	}
 	var all map[string]map[string]string
-	err = b.res.ComponentOutbound(req.Store, resiliency.Secretstore).Run(ctx, func(ctx context.Context) (err error) {
+	err = b.call(ctx, req.Store, opBulkGet, func(ctx context.Context) (err error) {
 		all, err = s.BulkGet(ctx, secretstores.BulkGetRequest{Metadata: req.Metadata})
 		return err
 	})
@@ -140,3 +143,35 @@ func (b *Block) store(name string) (secretstores.Store, error) {
 // resiliency policies. Call it before the block serves; nil (the default)
 // applies none.
 func (b *Block) SetResiliency(p *resiliency.Provider) { b.res = p }
+
+// Observer is told about every store call of the secrets API: the store,
+// daprd's operation name (get, bulk_get), whether it succeeded and how
+// long it took, resiliency retries included (metrics). Requests refused
+// before the store is asked (no such store, denied by scope) are not
+// calls; secretKeyRef lookups for components are not the API's.
+type Observer func(store, op string, success bool, elapsed time.Duration)
+
+// SetObserver sets the block's Observer. Call it before the block serves;
+// nil (the default) observes nothing.
+func (b *Block) SetObserver(o Observer) { b.observe = o }
+
+// Operation names, as daprd's metrics label them.
+const (
+	opGet     = "get"
+	opBulkGet = "bulk_get"
+)
+
+// call runs fn, one call to store, under the store's outbound resiliency
+// policy, and observes it as op: the one place the API's store calls go
+// through.
+func (b *Block) call(ctx context.Context, store, op string, fn func(ctx context.Context) error) error {
+	var start time.Time
+	if b.observe != nil {
+		start = time.Now()
+	}
+	err := b.res.ComponentOutbound(store, resiliency.Secretstore).Run(ctx, fn)
+	if b.observe != nil {
+		b.observe(store, op, err == nil, time.Since(start))
+	}
+	return err
+}

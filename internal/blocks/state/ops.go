@@ -8,7 +8,6 @@ import (
 
 	cstate "github.com/mecha-dev/mecha/components/state"
 	"github.com/mecha-dev/mecha/internal/apierr"
-	"github.com/mecha-dev/mecha/internal/telemetry/tracing"
 )
 
 // GetRequest reads one key.
@@ -44,13 +43,11 @@ func (b *Block) Get(ctx context.Context, req GetRequest) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	sctx, span := tracing.StartState(ctx, req.Store, "get")
 	var resp *cstate.GetResponse
-	err = b.run(sctx, req.Store, func(ctx context.Context) (err error) {
+	err = b.call(ctx, req.Store, opGet, func(ctx context.Context) (err error) {
 		resp, err = s.Store.Get(ctx, &cstate.GetRequest{Key: k, GetOptions: cstate.GetOptions{Consistency: cons, Metadata: req.Metadata}})
 		return err
 	})
-	tracing.End(span, err)
 	if err != nil {
 		return nil, apierr.StateGet.Wrap(err, "fail to get %s from state store %s", req.Key, req.Store)
 	}
@@ -89,30 +86,45 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) ([]Item, error)
 		}
 	}
 	opts := cstate.GetOptions{Metadata: req.Metadata}
-	ctx, span := tracing.StartState(ctx, req.Store, "bulkGet")
-	defer span.End()
-	if s.bulk != nil {
-		var items []cstate.BulkItem
-		err := b.run(ctx, req.Store, func(ctx context.Context) (err error) {
-			items, err = s.bulk.BulkGet(ctx, full, opts)
-			return err
-		})
-		if err != nil {
-			return nil, apierr.StateBulkGet.Wrap(err, "failed to get keys from state store %s", req.Store)
+	err = b.perform(ctx, req.Store, opBulkGet, func(ctx context.Context) error {
+		if s.bulk != nil {
+			return b.bulkGet(ctx, s, full, opts, out)
 		}
-		byKey := make(map[string]*cstate.BulkItem, len(items))
-		for i := range items {
-			byKey[items[i].Key] = &items[i]
-		}
-		for j, fk := range full {
-			if it := byKey[fk]; it != nil {
-				o := &out[j]
-				o.Data, o.ETag, o.Error, o.Metadata = it.Data, it.ETag, it.Error, expireMetadata(it.ExpireTime)
-			}
-		}
-		return out, nil
+		b.getEach(ctx, s, full, opts, req.Parallelism, out)
+		return nil
+	})
+	if err != nil {
+		return nil, apierr.StateBulkGet.Wrap(err, "failed to get keys from state store %s", req.Store)
 	}
-	par := req.Parallelism
+	return out, nil
+}
+
+// bulkGet reads the keys full with the store's own bulk read into out.
+func (b *Block) bulkGet(ctx context.Context, s *Store, full []string, opts cstate.GetOptions, out []Item) error {
+	var items []cstate.BulkItem
+	err := b.run(ctx, s.Name, func(ctx context.Context) (err error) {
+		items, err = s.bulk.BulkGet(ctx, full, opts)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	byKey := make(map[string]*cstate.BulkItem, len(items))
+	for i := range items {
+		byKey[items[i].Key] = &items[i]
+	}
+	for j, fk := range full {
+		if it := byKey[fk]; it != nil {
+			o := &out[j]
+			o.Data, o.ETag, o.Error, o.Metadata = it.Data, it.ETag, it.Error, expireMetadata(it.ExpireTime)
+		}
+	}
+	return nil
+}
+
+// getEach reads the keys full one by one, par at a time (at most 100), for
+// a store without a bulk read; a key that fails has its Error set.
+func (b *Block) getEach(ctx context.Context, s *Store, full []string, opts cstate.GetOptions, par int, out []Item) {
 	if par <= 0 || par > 100 {
 		par = 100
 	}
@@ -124,7 +136,7 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) ([]Item, error)
 			defer func() { <-sem }()
 			o := &out[j]
 			var resp *cstate.GetResponse
-			err := b.run(ctx, req.Store, func(ctx context.Context) (err error) {
+			err := b.run(ctx, s.Name, func(ctx context.Context) (err error) {
 				resp, err = s.Store.Get(ctx, &cstate.GetRequest{Key: fk, GetOptions: opts})
 				return err
 			})
@@ -136,7 +148,6 @@ func (b *Block) BulkGet(ctx context.Context, req BulkGetRequest) ([]Item, error)
 		})
 	}
 	wg.Wait()
-	return out, nil
 }
 
 // SaveItem is one key to write.
@@ -162,14 +173,22 @@ func (b *Block) Save(ctx context.Context, store string, items []SaveItem) error 
 			return err
 		}
 	}
-	ctx, span := tracing.StartState(ctx, store, "set")
-	for i := range reqs {
-		if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Set(ctx, &reqs[i]) }); err != nil {
-			tracing.End(span, err)
-			return saveError(err, store, items[i].Key)
-		}
+	if len(reqs) == 0 {
+		return nil // no store call: nothing to trace or count
 	}
-	span.End()
+	failed := -1
+	err = b.perform(ctx, store, opSet, func(ctx context.Context) error {
+		for i := range reqs {
+			if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Set(ctx, &reqs[i]) }); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return saveError(err, store, items[failed].Key)
+	}
 	return nil
 }
 
@@ -218,9 +237,7 @@ func (b *Block) Delete(ctx context.Context, req DeleteRequest) error {
 	if err != nil {
 		return err
 	}
-	ctx, span := tracing.StartState(ctx, req.Store, "delete")
-	err = b.run(ctx, req.Store, func(ctx context.Context) error { return s.Store.Delete(ctx, &dr) })
-	tracing.End(span, err)
+	err = b.call(ctx, req.Store, opDelete, func(ctx context.Context) error { return s.Store.Delete(ctx, &dr) })
 	if err != nil {
 		return deleteError(err, req.Key)
 	}
@@ -239,14 +256,22 @@ func (b *Block) DeleteBulk(ctx context.Context, store string, reqs []DeleteReque
 			return err
 		}
 	}
-	ctx, span := tracing.StartState(ctx, store, "delete")
-	for i := range drs {
-		if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Delete(ctx, &drs[i]) }); err != nil {
-			tracing.End(span, err)
-			return deleteError(err, reqs[i].Key)
-		}
+	if len(drs) == 0 {
+		return nil
 	}
-	span.End()
+	failed := -1
+	err = b.perform(ctx, store, opBulkDelete, func(ctx context.Context) error {
+		for i := range drs {
+			if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Delete(ctx, &drs[i]) }); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return deleteError(err, reqs[failed].Key)
+	}
 	return nil
 }
 
@@ -310,9 +335,7 @@ func (b *Block) Transact(ctx context.Context, store string, ops []Operation, md 
 			return apierr.StateNotSupportedOp.New("operation type %s not supported", op.Type)
 		}
 	}
-	ctx, span := tracing.StartState(ctx, store, "transaction")
-	err = b.run(ctx, store, func(ctx context.Context) error { return s.tx.Multi(ctx, tr) })
-	tracing.End(span, err)
+	err = b.call(ctx, store, opTransaction, func(ctx context.Context) error { return s.tx.Multi(ctx, tr) })
 	if err != nil {
 		switch {
 		case errors.Is(err, cstate.ErrETagMismatch):

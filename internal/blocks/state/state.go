@@ -33,6 +33,8 @@ type Block struct {
 	stores map[string]*Store
 	// res supplies the stores' outbound resiliency policies (nil: none).
 	res *resiliency.Provider
+	// observe is told about every operation (nil: nothing is).
+	observe Observer
 }
 
 // Store is one registered state store with the runtime's view of it.

@@ -26,6 +26,17 @@
 //     _res_recv_total, _res_recv_latency_ms).
 //   - PubsubPublished / PubsubDelivered: dapr_component_pubsub_egress_* and
 //     _ingress_*.
+//   - StateOp, OutputBindingOp, InputBindingEvent, SecretOp,
+//     ConfigurationOp: daprd's per-component operation metrics,
+//     dapr_component_state_*, _output_binding_*, _input_binding_*,
+//     _secret_* and _configuration_* (_count and _latencies, by operation
+//     and success). Each building block observes its store calls in one
+//     place (the state block where it starts the call's span) through a
+//     hook the runtime sets only when metrics are on; requests the block
+//     refuses before calling a component (no such component, an
+//     operation the binding does not declare) are not operations, so the
+//     component and operation labels only take values the sidecar's
+//     components have.
 //   - ComponentInitialized / ComponentInitFailed:
 //     dapr_runtime_component_loaded, _init_total, _init_fail_total.
 //   - The actor runtime's events (it takes *Metrics as its actors.Metrics):

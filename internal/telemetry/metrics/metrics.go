@@ -63,6 +63,7 @@ type Metrics struct {
 	invoke     invokeMetrics
 	component  componentMetrics
 	pubsub     pubsubMetrics
+	ops        componentOps
 	actors     actorMetrics
 
 	// Bounded label values: client-chosen paths, gRPC methods, topics,
@@ -91,6 +92,7 @@ func New(o Options) *Metrics {
 	m.invoke = newInvokeMetrics(f)
 	m.component = newComponentMetrics(f)
 	m.pubsub = newPubsubMetrics(f, o.Namespace)
+	m.ops = newComponentOps(f, o.Namespace)
 	m.actors = newActorMetrics(f)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
