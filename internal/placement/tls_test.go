@@ -1,7 +1,6 @@
 package placement_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +28,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/placement/client"
 	"github.com/mecha-dev/mecha/internal/security"
 	"github.com/mecha-dev/mecha/internal/sentry"
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 )
 
 // startCA starts a CA (the control plane's sentry) for a test.
@@ -95,25 +94,7 @@ func issue(t *testing.T, ca *sentry.Server, app string) tls.Certificate {
 	return c
 }
 
-// logBuffer collects a logger's output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func bufLogger(b *logBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+func bufLogger(b *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // streamStatus opens a stream with dial options, reports as app, and
 // returns how the server ended it (nil: it sent an order, it is served).
@@ -147,7 +128,7 @@ func streamStatus(t *testing.T, addr, app, ns string, opts ...grpc.DialOption) *
 // refuses a placement with another identity, and a plaintext placement.
 func TestMTLS(t *testing.T) {
 	ca := startCA(t)
-	srvLog := &logBuffer{}
+	srvLog := &syncbuf.Buffer{}
 	srv := startTLSServer(t, ca, "placement", bufLogger(srvLog))
 	a := provider(t, ca, "a", "default")
 
@@ -258,13 +239,13 @@ func refusedHandshake(st *status.Status, alert string) bool {
 // refusedClient starts a placement client of app "a" (or "p" without a
 // namespace) at name, dialling addr with dial, and waits until its log says
 // want; it is closed when the test ends.
-func refusedClient(t *testing.T, addr, name, namespace string, dial []grpc.DialOption, want string) (*client.Client, *logBuffer) {
+func refusedClient(t *testing.T, addr, name, namespace string, dial []grpc.DialOption, want string) (*client.Client, *syncbuf.Buffer) {
 	t.Helper()
 	app := "a"
 	if namespace == "" {
 		app = "p"
 	}
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	c, err := client.New(client.Options{Addresses: []string{addr}, Name: name, AppID: app, Namespace: namespace,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, DialOptions: dial, Logger: bufLogger(logs)})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/mecha-dev/mecha/internal/security"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
 	"github.com/mecha-dev/mecha/internal/sentry"
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 )
 
 // counterApp hosts the actor type Counter: its methods answer with the
@@ -51,7 +52,7 @@ func counterApp(w http.ResponseWriter, r *http.Request) {
 
 // actorSidecar starts a sidecar from `mecha sidecar` flags with the home's
 // placement, its log also in logs.
-func actorSidecar(t *testing.T, app int, placementAddr string, logs *plBuffer, args ...string) *mechatest.Sidecar {
+func actorSidecar(t *testing.T, app int, placementAddr string, logs *syncbuf.Buffer, args ...string) *mechatest.Sidecar {
 	t.Helper()
 	f := &sidecar.Flags{}
 	fs := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
@@ -93,7 +94,7 @@ func TestLocalPlacementMTLS(t *testing.T) {
 	}
 
 	app := mechatest.HTTPApp(t, http.HandlerFunc(counterApp))
-	hostLogs, callerLogs, plainLogs := &plBuffer{}, &plBuffer{}, &plBuffer{}
+	hostLogs, callerLogs, plainLogs := &syncbuf.Buffer{}, &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	host := actorSidecar(t, app, st.Placement, hostLogs, "--app-id", "counter", "--enable-mtls")
 	caller := actorSidecar(t, 0, st.Placement, callerLogs, "--app-id", "caller", "--enable-mtls")
 	if host.RT.Security() == nil || caller.RT.Security() == nil {
@@ -106,7 +107,7 @@ func TestLocalPlacementMTLS(t *testing.T) {
 		}
 		return nil
 	})
-	for _, b := range []*plBuffer{hostLogs, callerLogs} {
+	for _, b := range []*syncbuf.Buffer{hostLogs, callerLogs} {
 		if strings.Contains(b.String(), "placement refused") {
 			t.Fatalf("a sidecar with mTLS was refused:\n%s", b)
 		}

@@ -15,25 +15,8 @@ import (
 	"github.com/mecha-dev/mecha/internal/cli/controlplane"
 	"github.com/mecha-dev/mecha/internal/placement/client"
 	"github.com/mecha-dev/mecha/internal/selfhosted"
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 )
-
-// plBuffer is a log sink several goroutines write to.
-type plBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *plBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *plBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // plFreePort returns a port that was free a moment ago.
 func plFreePort(t *testing.T) int {
@@ -48,11 +31,11 @@ func plFreePort(t *testing.T) int {
 
 // plRun runs `mecha control-plane args...` in this process until the
 // returned stop is called; stop returns the command's error.
-func plRun(t *testing.T, args ...string) (stop func() error, logs *plBuffer) {
+func plRun(t *testing.T, args ...string) (stop func() error, logs *syncbuf.Buffer) {
 	t.Helper()
 	cmd := controlplane.Command()
 	cmd.SetArgs(args)
-	logs = &plBuffer{}
+	logs = &syncbuf.Buffer{}
 	cmd.SetOut(logs)
 	cmd.SetErr(logs)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,7 +165,7 @@ func TestPlacementClusterFlags(t *testing.T) {
 		healthAddrs = append(healthAddrs, fmt.Sprintf("127.0.0.1:%d", plFreePort(t)))
 	}
 	var stops []func() error
-	var logs []*plBuffer
+	var logs []*syncbuf.Buffer
 	for i := range n {
 		_, gport, _ := net.SplitHostPort(grpcAddrs[i])
 		_, hport, _ := net.SplitHostPort(healthAddrs[i])

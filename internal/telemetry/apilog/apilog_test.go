@@ -1,14 +1,12 @@
 package apilog_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
@@ -18,25 +16,9 @@ import (
 	"github.com/mecha-dev/mecha/internal/logging"
 	"github.com/mecha-dev/mecha/internal/mechatest"
 	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 	"github.com/mecha-dev/mecha/internal/version"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Values that must never reach a log line.
 const (
@@ -52,7 +34,7 @@ const (
 // every line, and no token, secret value or state value anywhere.
 func TestAPILogs(t *testing.T) {
 	t.Setenv("MECHA_APILOG_SECRET", secretValue)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	logger, err := logging.New(logging.Options{Level: "debug", JSON: true, Scope: "mecha.runtime", Output: &out})
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +140,7 @@ func TestAPILogs(t *testing.T) {
 
 // TestAPILogsOff: without --enable-api-logging no request is logged.
 func TestAPILogsOff(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	logger, err := logging.New(logging.Options{Level: "debug", JSON: true, Output: &out})
 	if err != nil {
 		t.Fatal(err)

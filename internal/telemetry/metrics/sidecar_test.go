@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/mecha-dev/mecha/internal/mechatest"
 	"github.com/mecha-dev/mecha/internal/runtime"
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 	"github.com/mecha-dev/mecha/internal/telemetry/metrics/metricstest"
 )
 
@@ -240,24 +240,6 @@ func TestSidecarMetrics(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the sidecar writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestMetricsPortInUse: a metrics port another process holds does not stop
 // the sidecar; it serves its APIs and logs a warning that names the fix.
 func TestMetricsPortInUse(t *testing.T) {
@@ -267,7 +249,7 @@ func TestMetricsPortInUse(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s := mechatest.Start(t, func(o *runtime.Options) {
 		withMetrics(o)
 		o.Metrics.Port = port

@@ -5,7 +5,6 @@
 package runtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,12 +16,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mecha-dev/mecha/internal/syncbuf"
 )
 
 // AppEnv makes the test binary act as an app: when it is "1" and the first
@@ -231,22 +231,7 @@ func Setup(t *testing.T) string {
 }
 
 // Buffer is an output the test can read while the command writes it.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type Buffer = syncbuf.Buffer
 
 // Running is a command executing in the background.
 type Running struct {
