@@ -16,8 +16,11 @@ type MetricSpec struct {
 
 // MetricHTTP is spec.metric.http.
 type MetricHTTP struct {
-	// IncreasedCardinality defaults to true (daprd 1.18): the path label
-	// keeps the route less keys and ids; false drops it.
+	// IncreasedCardinality defaults to false: the path label of HTTP
+	// metrics is "" (a few static paths aside); true keeps the route less
+	// keys and ids. (daprd 1.18 still defaults to true, warning that the
+	// default will flip; per-path series are what made daprd's metrics
+	// memory grow, so Mecha starts bounded.)
 	IncreasedCardinality *bool `yaml:"increasedCardinality"`
 	// ExcludeVerbs drops the HTTP method label.
 	ExcludeVerbs *bool `yaml:"excludeVerbs"`

@@ -47,9 +47,11 @@ func (r *Runtime) initMetrics() {
 	}
 	io := o.Instrumentation
 	io.AppID, io.Namespace = r.opts.AppID, r.opts.Namespace
+	// Low cardinality unless the Configuration asks for per-path series.
+	io.LowCardinality = true
 	if h := spec.HTTP; h != nil {
-		if h.IncreasedCardinality != nil && !*h.IncreasedCardinality {
-			io.LowCardinality = true
+		if h.IncreasedCardinality != nil && *h.IncreasedCardinality {
+			io.LowCardinality = false
 		}
 		if h.ExcludeVerbs != nil && *h.ExcludeVerbs {
 			io.ExcludeVerbs = true

@@ -51,9 +51,12 @@
 //
 // # The path label
 //
-// daprd 1.18 defaults spec.metric.http.increasedCardinality to true, and
-// then labels HTTP metrics with the request path less its variable parts
-// (NormalizePath): /v1.0/state/statestore/order-17 becomes
+// A sidecar's HTTP metrics have the path label "" by default (a few static
+// paths aside): spec.metric.http.increasedCardinality is off unless the
+// Configuration sets it (daprd 1.18 still defaults it to true, warning it
+// will flip; per-path series are what made daprd's metrics memory grow).
+// With increasedCardinality: true, as daprd, the label is the request path
+// less its variable parts (NormalizePath): /v1.0/state/statestore/order-17 becomes
 // /v1.0/state/statestore, /v1.0/secrets/vault/db-password becomes
 // /v1.0/secrets/vault, actor ids become {id}. Keys and ids never reach a
 // label. Other paths (service invocation methods, an unknown route a

@@ -170,8 +170,8 @@ func statusText(s int) string {
 func msSince(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }
 
 // NormalizePath removes the variable parts of an API path the way daprd's
-// HTTP metrics do (spec.metric.http.increasedCardinality: true, its
-// default): state keys and secret names go (/v1.0/state/store/key →
+// HTTP metrics do with spec.metric.http.increasedCardinality: true (daprd's
+// default, not Mecha's): state keys and secret names go (/v1.0/state/store/key →
 // /v1.0/state/store), actor ids become {id}, workflow instance ids
 // {instanceId}; other paths only lose repeated slashes.
 func NormalizePath(p string) string {

@@ -38,7 +38,8 @@ type Options struct {
 	// LatencyBuckets are the latency histogram bounds in milliseconds
 	// (default DefaultLatencyBuckets).
 	LatencyBuckets []float64
-	// LowCardinality is spec.metric.http.increasedCardinality: false: the
+	// LowCardinality is spec.metric.http.increasedCardinality: false (the
+	// sidecar's default; the zero value here is per-path series): the
 	// path label is "" except for a few static paths, and
 	// dapr_http_server_response_count is not kept, as in daprd.
 	LowCardinality bool

@@ -29,6 +29,24 @@ import (
 	"github.com/mecha-dev/mecha/internal/telemetry/metrics/metricstest"
 )
 
+// metricConfig turns the endpoint on (withMetrics) with a Configuration
+// whose spec.metric is spec (YAML indented under "metric:").
+func metricConfig(t *testing.T, spec string) func(*runtime.Options) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	doc := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  metric:\n" + spec
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func(o *runtime.Options) {
+		withMetrics(o)
+		o.ConfigFiles = []string{f}
+	}
+}
+
+// perPath is spec.metric.http.increasedCardinality: true: path labels.
+const perPath = "    http:\n      increasedCardinality: true\n"
+
 // withMetrics turns the endpoint on, on a free loopback port.
 func withMetrics(o *runtime.Options) {
 	o.Metrics = runtime.MetricsOptions{Enabled: true, ListenAddresses: []string{"127.0.0.1"}}
@@ -105,15 +123,16 @@ func (a *shopApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // exact counts, and that no state key reached a label.
 func TestSidecarMetrics(t *testing.T) {
 	app := &shopApp{}
+	withPaths := metricConfig(t, perPath)
 	shop := mechatest.Start(t, func(o *runtime.Options) {
 		mechatest.App("shop", mechatest.HTTPApp(t, app), "")(o)
-		withMetrics(o)
+		withPaths(o)
 	},
 		mechatest.InMemory,
 		mechatest.Component("pubsub", "pubsub.in-memory"),
 		mechatest.Component("broken", "state.no-such-store"),
 	)
-	client := mechatest.Start(t, func(o *runtime.Options) { o.AppID = "client"; withMetrics(o) })
+	client := mechatest.Start(t, func(o *runtime.Options) { o.AppID = "client"; withPaths(o) })
 	mechatest.Eventually(t, 10*time.Second, func() error {
 		if r := shop.Do(t, "GET", "/v1.0/healthz", nil); r.Status != http.StatusNoContent {
 			return fmt.Errorf("healthz %d", r.Status)
@@ -283,33 +302,24 @@ func TestMetricsOff(t *testing.T) {
 }
 
 // TestConfigurationMetricSpec: a Configuration's spec.metric turns metrics
-// off whatever the options say, or keeps them with daprd's low-cardinality
-// path label and custom buckets.
+// off whatever the options say; without spec.metric.http the path label is
+// low-cardinality (Mecha's default: "" and no response count), and custom
+// buckets apply.
 func TestConfigurationMetricSpec(t *testing.T) {
-	config := func(spec string) func(*runtime.Options) {
-		f := filepath.Join(t.TempDir(), "config.yaml")
-		doc := "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  metric:\n" + spec
-		if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return func(o *runtime.Options) {
-			withMetrics(o)
-			o.ConfigFiles = []string{f}
-		}
-	}
-	off := mechatest.Start(t, config("    enabled: false\n"), mechatest.InMemory)
+	off := mechatest.Start(t, metricConfig(t, "    enabled: false\n"), mechatest.InMemory)
 	if addr := off.RT.MetricsAddr(); addr != "" {
 		t.Fatalf("metrics served at %s with spec.metric.enabled: false", addr)
 	}
 
-	low := mechatest.Start(t, config("    http:\n      increasedCardinality: false\n    latencyDistributionBuckets: [7, 70]\n"), mechatest.InMemory)
+	// No spec.metric.http: low cardinality, Mecha's default.
+	low := mechatest.Start(t, metricConfig(t, "    latencyDistributionBuckets: [7, 70]\n"), mechatest.InMemory)
 	low.Do(t, "GET", "/v1.0/state/statestore/k", nil)
 	f := scrape(t, low)
 	f.Check(t, expects([]expect{
 		{"dapr_http_server_request_count", labels("app_id", "myapp", "method", "GET", "path", "", "status", "204"), 1},
 	}))
 	if _, ok := f["dapr_http_server_response_count"]; ok {
-		t.Error("dapr_http_server_response_count kept with increasedCardinality: false")
+		t.Error("dapr_http_server_response_count kept without increasedCardinality: true")
 	}
 	var bounds []float64
 	for _, m := range f["dapr_http_server_latency"].GetMetric() {
