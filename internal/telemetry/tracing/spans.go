@@ -3,13 +3,8 @@ package tracing
 import (
 	"context"
 	"net"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	otelcodes "go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
@@ -64,39 +59,21 @@ const (
 // db.operation attribute, not a span of its own: the API span already
 // names the store (db.system, db.name), as daprd's one span per state
 // call does, and a second span would nearly double what tracing costs a
-// state call (half the spans to start, end and export). Elsewhere it is a
-// storeSpan, not the SDK's: nothing is started under it, so it is not put
-// in the returned context, and it goes to the span processors straight
-// from a snapshot at End, which costs about half of an SDK span.
+// state call (half the spans to start, end and export). Elsewhere (state
+// an input binding's answer asks for, say) it is a client span
+// "state.<op> <store>".
 func StartState(ctx context.Context, store, op string) (context.Context, trace.Span) {
 	p := FromContext(ctx)
-	if p == nil || p.tp == nil {
-		return ctx, noopSpan
-	}
-	parent := trace.SpanContextFromContext(ctx)
-	if !parent.IsSampled() {
+	if p == nil || p.tp == nil || !trace.SpanContextFromContext(ctx).IsSampled() {
 		return ctx, noopSpan
 	}
 	if api := trace.SpanFromContext(ctx); isServer(api) {
 		api.SetAttributes(attribute.String(AttrDBOperation, op))
 		return ctx, noopSpan
 	}
-	s := &storeSpan{Span: noopSpan, procs: p.procs}
-	s.stub = tracetest.SpanStub{
-		Name: "state." + op + " " + store,
-		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: parent.TraceID(), SpanID: newSpanID(), TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState(),
-		}),
-		Parent:    parent,
-		SpanKind:  trace.SpanKindClient,
-		StartTime: time.Now(),
-		Attributes: []attribute.KeyValue{
-			attribute.String(AttrDBSystem, SystemState), attribute.String(AttrDBName, store), attribute.String(AttrDBOperation, op),
-		},
-		Resource:             p.res,
-		InstrumentationScope: instrumentation.Scope{Name: TracerName},
-	}
-	return ctx, s
+	ctx, span := p.start(ctx, "state."+op+" "+store, trace.SpanKindClient)
+	span.SetAttributes(attribute.String(AttrDBSystem, SystemState), attribute.String(AttrDBName, store), attribute.String(AttrDBOperation, op))
+	return ctx, span
 }
 
 // isServer tells whether span is a recording server span of this process
@@ -104,46 +81,6 @@ func StartState(ctx context.Context, store, op string) (context.Context, trace.S
 func isServer(span trace.Span) bool {
 	k, ok := span.(interface{ SpanKind() trace.SpanKind })
 	return ok && span.IsRecording() && k.SpanKind() == trace.SpanKindServer
-}
-
-// storeSpan is a recording span of a state store call (StartState). It
-// records what those spans use, an error status and the end; the other
-// methods are the embedded no-op span's. Its owner ends it once, from
-// one goroutine.
-type storeSpan struct {
-	trace.Span
-	procs []sdktrace.SpanProcessor
-	stub  tracetest.SpanStub
-	ended bool
-}
-
-func (s *storeSpan) IsRecording() bool { return !s.ended }
-
-func (s *storeSpan) SpanContext() trace.SpanContext { return s.stub.SpanContext }
-
-// SetStatus follows the SDK: Ok is final, Error replaces Unset.
-func (s *storeSpan) SetStatus(code otelcodes.Code, description string) {
-	if s.ended || code == otelcodes.Unset || s.stub.Status.Code == otelcodes.Ok {
-		return
-	}
-	if code == otelcodes.Ok {
-		description = ""
-	}
-	s.stub.Status = sdktrace.Status{Code: code, Description: description}
-}
-
-// End hands the finished span to the span processors (the batch
-// processors, which export it).
-func (s *storeSpan) End(...trace.SpanEndOption) {
-	if s.ended {
-		return
-	}
-	s.ended = true
-	s.stub.EndTime = time.Now()
-	ro := s.stub.Snapshot()
-	for _, p := range s.procs {
-		p.OnEnd(ro)
-	}
 }
 
 // StartBinding starts the span of one output binding call.

@@ -86,10 +86,6 @@ type Provider struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
 	log    *slog.Logger
-	// procs and res are the span processors and the resource of tp, for
-	// the spans made without the SDK's recording span (storeSpan).
-	procs []sdktrace.SpanProcessor
-	res   *resource.Resource
 }
 
 // New builds the tracing spec describes for the app appID; nil spec (no
@@ -138,11 +134,8 @@ func New(ctx context.Context, spec *config.TracingSpec, appID string, log *slog.
 		bsp = append(bsp, sdktrace.WithBatchTimeout(BatchTimeout))
 	}
 	for _, e := range exps {
-		proc := sdktrace.NewBatchSpanProcessor(e, bsp...)
-		p.procs = append(p.procs, proc)
-		opts = append(opts, sdktrace.WithSpanProcessor(proc))
+		opts = append(opts, sdktrace.WithSpanProcessor(sdktrace.NewBatchSpanProcessor(e, bsp...)))
 	}
-	p.res = res
 	p.tp = sdktrace.NewTracerProvider(opts...)
 	p.tracer = p.tp.Tracer(TracerName)
 	if len(names) == 0 {
