@@ -3,7 +3,6 @@ package metrics
 import (
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,10 +35,8 @@ type opMetrics struct {
 	latency   *prometheus.HistogramVec
 
 	// series caches each label set's counter and histogram: a state call
-	// then costs one map read under a read lock and no allocation, where
-	// WithLabelValues hashes the labels and allocates their slice, twice.
-	mu     sync.RWMutex
-	series map[opKey]opSeries
+	// then costs no label hashing and no allocation.
+	series seriesCache[opKey, opSeries]
 }
 
 type opKey struct {
@@ -61,7 +58,6 @@ func newOpMetrics(f factory, namespace, kind, countHelp, latencyHelp string, wit
 		namespace: namespace,
 		count:     f.counter("component_"+kind+"_count", countHelp, labels...),
 		latency:   f.histogram("component_"+kind+"_latencies", latencyHelp, f.latency, labels...),
-		series:    map[opKey]opSeries{},
 	}
 }
 
@@ -70,23 +66,13 @@ func newOpMetrics(f factory, namespace, kind, countHelp, latencyHelp string, wit
 // a latency of exactly 0, which a measured call never has; here the count
 // and the histogram's sample count always agree.)
 func (o *opMetrics) observe(component, op string, success bool, elapsed time.Duration) {
-	k := opKey{component, op, success}
-	o.mu.RLock()
-	s, ok := o.series[k]
-	o.mu.RUnlock()
-	if !ok {
-		s = o.create(k)
-	}
+	s := o.series.getOrMake(opKey{component, op, success}, o.create)
 	s.count.Inc()
 	s.latency.Observe(float64(elapsed) / float64(time.Millisecond))
 }
 
-func (o *opMetrics) create(k opKey) opSeries {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if s, ok := o.series[k]; ok {
-		return s
-	}
+// create makes the series of k, and the key to keep them under.
+func (o *opMetrics) create(k opKey) (opKey, opSeries) {
 	// The names may be slices of a request (a path, a decoded body).
 	k.component, k.op = strings.Clone(k.component), strings.Clone(k.op)
 	ok := strconv.FormatBool(k.success)
@@ -94,9 +80,7 @@ func (o *opMetrics) create(k opKey) opSeries {
 	if k.op == "" {
 		labels = []string{k.component, o.namespace, ok}
 	}
-	s := opSeries{count: o.count.WithLabelValues(labels...), latency: o.latency.WithLabelValues(labels...)}
-	o.series[k] = s
-	return s
+	return k, opSeries{count: o.count.WithLabelValues(labels...), latency: o.latency.WithLabelValues(labels...)}
 }
 
 // componentOps holds daprd's per-component operation metrics of the state,

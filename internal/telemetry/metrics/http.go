@@ -19,8 +19,7 @@ type httpServerMetrics struct {
 	responseBytes prometheus.Observer
 	// series caches the collectors of one method/path/status, so a request
 	// costs one map lookup instead of three label hashes.
-	mu     sync.RWMutex
-	series map[seriesKey]*httpSeries
+	series seriesCache[seriesKey, *httpSeries]
 }
 
 type seriesKey struct{ method, path, status string }
@@ -32,7 +31,6 @@ type httpSeries struct {
 
 func newHTTPServerMetrics(f factory, responseCount bool) *httpServerMetrics {
 	h := &httpServerMetrics{
-		series:       map[seriesKey]*httpSeries{},
 		requestCount: f.counter("http_server_request_count", "Number of HTTP requests the sidecar's HTTP API served.", "method", "path", "status"),
 		latency:      f.histogram("http_server_latency", "HTTP API request latency in milliseconds, from the request's arrival to the end of the response.", f.latency, "method", "path", "status"),
 	}
@@ -48,33 +46,23 @@ func newHTTPServerMetrics(f factory, responseCount bool) *httpServerMetrics {
 // label before bounding. A series seen before is found at once (its path
 // was admitted then); a new one has its path bounded first.
 func (h *httpServerMetrics) get(m *Metrics, k seriesKey) *httpSeries {
-	h.mu.RLock()
-	s := h.series[k]
-	h.mu.RUnlock()
-	if s != nil {
+	if s, ok := h.series.get(k); ok {
 		return s
 	}
 	k.path = m.paths.get(k.path)
-	h.mu.RLock()
-	s = h.series[k]
-	h.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s := h.series[k]; s != nil {
-		return s
-	}
-	s = &httpSeries{
+	return h.series.getOrMake(k, h.create)
+}
+
+// create makes the collectors of k (its path is bounded, a copy).
+func (h *httpServerMetrics) create(k seriesKey) (seriesKey, *httpSeries) {
+	s := &httpSeries{
 		count:   h.requestCount.WithLabelValues(k.method, k.path, k.status),
 		latency: h.latency.WithLabelValues(k.method, k.path, k.status),
 	}
 	if h.responseCount != nil {
 		s.responses = h.responseCount.WithLabelValues(k.method, k.path, k.status)
 	}
-	h.series[k] = s
-	return s
+	return k, s
 }
 
 // HTTPServer wraps the HTTP API handler with the dapr_http_server_*

@@ -127,6 +127,43 @@ func (f factory) histogram(name, help string, buckets []float64, labels ...strin
 	return v.MustCurryWith(prometheus.Labels{"app_id": f.appID}).(*prometheus.HistogramVec)
 }
 
+// seriesCache holds the collectors of each label set seen, so that a hot
+// path finds its series with one map read under a read lock, where
+// WithLabelValues would hash the labels (and allocate their slice) on
+// every call.
+type seriesCache[K comparable, V any] struct {
+	mu sync.RWMutex
+	m  map[K]V
+}
+
+// get returns the series of k, if made before.
+func (c *seriesCache[K, V]) get(k K) (V, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+// getOrMake returns the series of k, made by make (once) if need be; make
+// also returns the key to keep it under (k, or a copy of it that no longer
+// points into a request).
+func (c *seriesCache[K, V]) getOrMake(k K, make func(K) (K, V)) V {
+	if v, ok := c.get(k); ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	k, v := make(k)
+	if c.m == nil {
+		c.m = map[K]V{}
+	}
+	c.m[k] = v
+	return v
+}
+
 // bounded admits at most max distinct label values; later new values
 // become "". Values already seen stay: a bounded set of series that a
 // client cannot grow. (A map under a RWMutex rather than a sync.Map: a
