@@ -55,3 +55,19 @@ func (b *Block) perform(ctx context.Context, store string, op operation, fn func
 func (b *Block) call(ctx context.Context, store string, op operation, fn func(ctx context.Context) error) error {
 	return b.perform(ctx, store, op, func(ctx context.Context) error { return b.run(ctx, store, fn) })
 }
+
+// performEach is one operation op on store made of one store call per
+// request, in order (each under the store's resiliency policy); it stops
+// at the first failure and returns its index.
+func performEach[R any](ctx context.Context, b *Block, store string, op operation, reqs []R, call func(context.Context, *R) error) (failed int, err error) {
+	err = b.perform(ctx, store, op, func(ctx context.Context) error {
+		for i := range reqs {
+			if err := b.run(ctx, store, func(ctx context.Context) error { return call(ctx, &reqs[i]) }); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	return failed, err
+}

@@ -176,16 +176,7 @@ func (b *Block) Save(ctx context.Context, store string, items []SaveItem) error 
 	if len(reqs) == 0 {
 		return nil // no store call: nothing to trace or count
 	}
-	failed := -1
-	err = b.perform(ctx, store, opSet, func(ctx context.Context) error {
-		for i := range reqs {
-			if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Set(ctx, &reqs[i]) }); err != nil {
-				failed = i
-				return err
-			}
-		}
-		return nil
-	})
+	failed, err := performEach(ctx, b, store, opSet, reqs, s.Store.Set)
 	if err != nil {
 		return saveError(err, store, items[failed].Key)
 	}
@@ -259,16 +250,7 @@ func (b *Block) DeleteBulk(ctx context.Context, store string, reqs []DeleteReque
 	if len(drs) == 0 {
 		return nil
 	}
-	failed := -1
-	err = b.perform(ctx, store, opBulkDelete, func(ctx context.Context) error {
-		for i := range drs {
-			if err := b.run(ctx, store, func(ctx context.Context) error { return s.Store.Delete(ctx, &drs[i]) }); err != nil {
-				failed = i
-				return err
-			}
-		}
-		return nil
-	})
+	failed, err := performEach(ctx, b, store, opBulkDelete, drs, s.Store.Delete)
 	if err != nil {
 		return deleteError(err, reqs[failed].Key)
 	}
