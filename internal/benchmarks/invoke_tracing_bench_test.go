@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"bytes"
+	"net/http"
 	"testing"
 
 	"github.com/mecha-dev/mecha/internal/mechatest"
@@ -36,36 +37,8 @@ func tracedInvokeTargets(b *testing.B, c tracingCase) (url string, rcv *tracingt
 // cpu-µs/op is the CPU of the whole process (client, app, both sidecars,
 // receiver) per call; spans/op is what the receiver got per call.
 func BenchmarkInvokeHTTPTracing(b *testing.B) {
-	for _, c := range tracingCases {
-		b.Run(c.name+"/seq", func(b *testing.B) {
-			url, rcv, caller, callee := tracedInvokeTargets(b, c)
-			cl := newHTTPClient()
-			defer cl.CloseIdleConnections()
-			var buf bytes.Buffer
-			postEcho(b, cl, url, &buf)
-			b.ReportAllocs()
-			cpu := cpuTime()
-			for b.Loop() {
-				postEcho(b, cl, url, &buf)
-			}
-			reportCPU(b, cpu)
-			reportSpans(b, rcv, caller, callee)
-		})
-		b.Run(c.name+"/par", func(b *testing.B) {
-			url, rcv, caller, callee := tracedInvokeTargets(b, c)
-			b.SetParallelism(8) // 16 clients on 2 cores
-			b.ReportAllocs()
-			cpu := cpuTime()
-			b.RunParallel(func(pb *testing.PB) {
-				cl := newHTTPClient()
-				defer cl.CloseIdleConnections()
-				var buf bytes.Buffer
-				for pb.Next() {
-					postEcho(b, cl, url, &buf)
-				}
-			})
-			reportCPU(b, cpu)
-			reportSpans(b, rcv, caller, callee)
-		})
-	}
+	benchTraced(b, func(b *testing.B, c tracingCase) (tracedOp, *tracingtest.Receiver, []*mechatest.Sidecar) {
+		url, rcv, caller, callee := tracedInvokeTargets(b, c)
+		return func(b *testing.B, cl *http.Client, buf *bytes.Buffer) { postEcho(b, cl, url, buf) }, rcv, []*mechatest.Sidecar{caller, callee}
+	})
 }

@@ -125,23 +125,37 @@ func tracingConfig(b *testing.B, c tracingCase) (func(*runtime.Options), *tracin
 // (throughput on the machine's cores, shared with the client). spans/op
 // is what the receiver got per pair, for the rate-1 case.
 func BenchmarkStateHTTPTracing(b *testing.B) {
+	benchTraced(b, func(b *testing.B, c tracingCase) (tracedOp, *tracingtest.Receiver, []*mechatest.Sidecar) {
+		s, rcv := tracedSidecar(b, c)
+		return func(b *testing.B, cl *http.Client, buf *bytes.Buffer) { httpSaveGet(b, cl, s.URL, buf) }, rcv, []*mechatest.Sidecar{s}
+	})
+}
+
+// tracedOp is one operation of a tracing benchmark, by one client.
+type tracedOp func(b *testing.B, cl *http.Client, buf *bytes.Buffer)
+
+// benchTraced runs, for each tracing case, the operation start sets up
+// (with the receiver and the sidecars exporting to it): /seq one client in
+// a loop after a warm-up call, /par 8 clients per GOMAXPROCS, each with
+// its own connection; it reports cpu-µs/op and spans/op.
+func benchTraced(b *testing.B, start func(*testing.B, tracingCase) (tracedOp, *tracingtest.Receiver, []*mechatest.Sidecar)) {
 	for _, c := range tracingCases {
 		b.Run(c.name+"/seq", func(b *testing.B) {
-			s, rcv := tracedSidecar(b, c)
+			op, rcv, sidecars := start(b, c)
 			cl := newHTTPClient()
 			defer cl.CloseIdleConnections()
 			var buf bytes.Buffer
-			httpSaveGet(b, cl, s.URL, &buf)
+			op(b, cl, &buf)
 			b.ReportAllocs()
 			cpu := cpuTime()
 			for b.Loop() {
-				httpSaveGet(b, cl, s.URL, &buf)
+				op(b, cl, &buf)
 			}
 			reportCPU(b, cpu)
-			reportSpans(b, rcv, s)
+			reportSpans(b, rcv, sidecars...)
 		})
 		b.Run(c.name+"/par", func(b *testing.B) {
-			s, rcv := tracedSidecar(b, c)
+			op, rcv, sidecars := start(b, c)
 			b.SetParallelism(8) // 16 clients on 2 cores
 			b.ReportAllocs()
 			cpu := cpuTime()
@@ -150,11 +164,11 @@ func BenchmarkStateHTTPTracing(b *testing.B) {
 				defer cl.CloseIdleConnections()
 				var buf bytes.Buffer
 				for pb.Next() {
-					httpSaveGet(b, cl, s.URL, &buf)
+					op(b, cl, &buf)
 				}
 			})
 			reportCPU(b, cpu)
-			reportSpans(b, rcv, s)
+			reportSpans(b, rcv, sidecars...)
 		})
 	}
 }
