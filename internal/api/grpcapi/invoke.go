@@ -38,24 +38,12 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 	delete(imd, invokemsg.AppIDHeader)
 	resp, err := s.Invoke.Invoke(ctx, in.GetId(), &invokemsg.Request{Message: msg, Metadata: imd})
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, status.FromContextError(cerr).Err()
-		}
-		if calleeDeadline(ctx, err) {
-			return nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
-		}
-		return nil, apierr.GRPC(err)
+		return nil, invokeError(ctx, err)
 	}
 	defer resp.Close()
 	data, err := invokemsg.ReadAll(resp.Body, resp.ContentLength, s.MaxBodySize)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, status.FromContextError(cerr).Err()
-		}
-		if calleeDeadline(ctx, err) {
-			return nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
-		}
-		return nil, apierr.GRPC(apierr.DirectInvoke.Wrap(err, "failed to invoke, id: %s, err", in.GetId()))
+		return nil, invokeError(ctx, apierr.DirectInvoke.Wrap(err, "failed to invoke, id: %s, err", in.GetId()))
 	}
 	out := &commonv1.InvokeResponse{ContentType: resp.ContentType, Data: &anypb.Any{TypeUrl: resp.DataTypeURL, Value: data}}
 	header := invokemsg.ToGRPC(resp.Headers, true)
@@ -76,6 +64,19 @@ func (s *Server) InvokeService(ctx context.Context, in *runtimev1.InvokeServiceR
 		return nil, status.ErrorProto(&spb.Status{Code: code, Message: resp.Status.GetMessage(), Details: resp.Status.GetDetails()})
 	}
 	return out, nil
+}
+
+// invokeError is the status of a failed invocation: the caller's own
+// cancellation or deadline as such (whichever hop noticed it first), else
+// err's.
+func invokeError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return status.FromContextError(cerr).Err()
+	}
+	if calleeDeadline(ctx, err) {
+		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
+	return apierr.GRPC(err)
 }
 
 // calleeDeadline reports whether err is the caller's own deadline, passed
