@@ -159,10 +159,5 @@ func TestActorMetrics(t *testing.T) {
 	}
 }
 
-func labels(kv ...string) map[string]string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return m
-}
+// labels is a label set from name, value pairs.
+var labels = metricstest.Labels

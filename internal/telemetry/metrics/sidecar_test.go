@@ -83,13 +83,8 @@ func eventually(t *testing.T, s *mechatest.Sidecar, cases []expect) families {
 	return metricstest.Wait(t, s.RT.MetricsAddr(), 5*time.Second, expects(cases))
 }
 
-func labels(kv ...string) map[string]string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return m
-}
+// labels is a label set from name, value pairs.
+var labels = metricstest.Labels
 
 // shopApp is the app behind the "shop" sidecar: it subscribes to
 // pubsub/orders and echoes invocations.

@@ -41,6 +41,15 @@ func Scrape(t testing.TB, addr string) Families {
 	return fams
 }
 
+// Labels is a label set from name, value pairs.
+func Labels(kv ...string) map[string]string {
+	m := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
 // Value is the sample of name whose labels are exactly want (a counter's
 // or gauge's value, a histogram's sample count); ok is false when there is
 // none.
