@@ -64,11 +64,12 @@ const (
 // "state.<op> <store>".
 func StartState(ctx context.Context, store, op string) (context.Context, trace.Span) {
 	p := FromContext(ctx)
-	if p == nil || p.tp == nil || !trace.SpanContextFromContext(ctx).IsSampled() {
+	parent := trace.SpanFromContext(ctx)
+	if p == nil || p.tp == nil || !parent.SpanContext().IsSampled() {
 		return ctx, noopSpan
 	}
-	if api := trace.SpanFromContext(ctx); isServer(api) {
-		api.SetAttributes(attribute.String(AttrDBOperation, op))
+	if isServer(parent) {
+		parent.SetAttributes(attribute.String(AttrDBOperation, op))
 		return ctx, noopSpan
 	}
 	ctx, span := p.start(ctx, "state."+op+" "+store, trace.SpanKindClient)
